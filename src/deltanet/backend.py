@@ -1,0 +1,121 @@
+"""The array namespace, the dtype policy and the random generators.
+
+Every array operation in deltanet goes through :data:`xp`, the active array
+namespace (NumPy today; CuPy exposes the same API, so a GPU backend is a
+matter of :func:`set_backend`). Modules never import NumPy for math on their
+own.
+
+dtype policy
+------------
+float32 is the default (speed); float64 is available per module
+(``dtype=...``) or globally with :func:`set_default_dtype` (gradient checks).
+A module holds parameters of one dtype. An input of another dtype is
+*converted once* at the module's entry (one copy), never mixed silently: a
+float32 network fed float64 data computes in float32. Convert your data once
+up front (the trainer does) to avoid that copy on every call.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy
+
+#: The active array namespace (``numpy`` or a NumPy-compatible module such as ``cupy``).
+xp: Any = numpy
+
+_default_dtype = numpy.dtype(numpy.float32)
+
+_FLOAT_DTYPES = ("float32", "float64")
+
+
+def set_backend(name: str) -> None:
+    """Select the array namespace by module name (``"numpy"`` or ``"cupy"``)."""
+    global xp
+    if name not in ("numpy", "cupy"):
+        raise ValueError(f"backend must be 'numpy' or 'cupy', got {name!r}")
+    try:
+        xp = importlib.import_module(name)
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise ImportError(f"backend {name!r} is not installed: pip install {name}") from exc
+
+
+def get_array_module(x: Any) -> Any:
+    """Return the namespace that owns array ``x`` (NumPy or CuPy)."""
+    module = type(x).__module__.split(".")[0]
+    if module == "cupy":  # pragma: no cover - needs a GPU
+        return importlib.import_module("cupy")
+    return numpy
+
+
+def to_numpy(x: Any) -> numpy.ndarray:
+    """Bring an array to host memory as a NumPy array (no copy for NumPy input)."""
+    if hasattr(x, "get") and type(x).__module__.startswith("cupy"):  # pragma: no cover
+        return x.get()
+    return numpy.asarray(x)
+
+
+def resolve_dtype(dtype: Any = None) -> numpy.dtype:
+    """Return the floating dtype to use: ``dtype`` if given, else the global default.
+
+    Raises
+    ------
+    TypeError
+        If ``dtype`` is not float32 or float64.
+    """
+    if dtype is None:
+        return _default_dtype
+    try:
+        dt = numpy.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+    if dt.name not in _FLOAT_DTYPES:
+        raise TypeError(f"dtype must be float32 or float64, got {dt.name}")
+    return dt
+
+
+def get_default_dtype() -> numpy.dtype:
+    """The dtype new modules get when none is given (float32 unless changed)."""
+    return _default_dtype
+
+
+def set_default_dtype(dtype: Any) -> None:
+    """Set the dtype of modules created from now on (``"float32"`` or ``"float64"``)."""
+    global _default_dtype
+    _default_dtype = resolve_dtype(dtype)
+
+
+class default_dtype:
+    """Context manager that sets the default dtype temporarily.
+
+    >>> with default_dtype("float64"):
+    ...     layer = Linear(3, 2)   # float64 parameters
+    """
+
+    def __init__(self, dtype: Any) -> None:
+        self._dtype = resolve_dtype(dtype)
+        self._saved: numpy.dtype | None = None
+
+    def __enter__(self) -> numpy.dtype:
+        self._saved = get_default_dtype()
+        set_default_dtype(self._dtype)
+        return self._dtype
+
+    def __exit__(self, *exc: object) -> None:
+        set_default_dtype(self._saved)
+
+
+def make_rng(rng: int | numpy.random.Generator | None) -> numpy.random.Generator:
+    """Return a ``numpy.random.Generator`` from a seed, a generator, or ``None``.
+
+    ``None`` draws fresh entropy from the operating system (not reproducible);
+    pass an integer seed or a generator for reproducible results.
+    """
+    if isinstance(rng, numpy.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, numpy.integer)):
+        if rng is not None and rng < 0:
+            raise ValueError(f"seed must be >= 0, got {rng}")
+        return numpy.random.default_rng(rng)
+    raise TypeError(f"rng must be an int seed, a numpy.random.Generator or None, got {type(rng).__name__}")

@@ -1,0 +1,98 @@
+"""Weight initializers, with the reference's variances.
+
+Each takes ``(shape, rng, dtype)`` where ``shape = (fan_out, fan_in)`` as for
+``Linear.weight``, and returns a new array.
+
+=================  =====================================  ========================
+name               distribution                           use
+=================  =====================================  ========================
+``xavier_normal``  N(0, 2 / (d_in + d_out))               sigmoid, tanh, softmax
+``xavier_uniform`` U(-a, a), a = sqrt(6 / (d_in + d_out))  same variance, bounded
+``he_normal``      N(0, 2 / d_in)                         ReLU family (default)
+``he_uniform``     U(-a, a), a = sqrt(6 / d_in)           same variance, bounded
+``zeros``          0                                      biases
+=================  =====================================  ========================
+
+References: Glorot & Bengio (2010), "Understanding the difficulty of training
+deep feedforward neural networks"; He et al. (2015), "Delving Deep into
+Rectifiers" (https://arxiv.org/abs/1502.01852).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy
+
+from . import backend
+
+Shape = tuple[int, ...]
+
+
+def _fans(shape: Shape) -> tuple[int, int]:
+    if len(shape) < 2:
+        raise ValueError(f"initializers need a shape (fan_out, fan_in, ...), got {shape}")
+    receptive = math.prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _normal(std: float, shape: Shape, rng: numpy.random.Generator, dtype: Any) -> Any:
+    return backend.xp.asarray(rng.standard_normal(shape) * std, dtype=backend.resolve_dtype(dtype))
+
+
+def _uniform(limit: float, shape: Shape, rng: numpy.random.Generator, dtype: Any) -> Any:
+    return backend.xp.asarray(rng.uniform(-limit, limit, size=shape), dtype=backend.resolve_dtype(dtype))
+
+
+def xavier_normal(shape: Shape, rng: Any = None, dtype: Any = None) -> Any:
+    """W_ij ~ N(0, 2 / (d_in + d_out)) (Glorot normal)."""
+    fan_in, fan_out = _fans(shape)
+    return _normal(math.sqrt(2.0 / (fan_in + fan_out)), shape, backend.make_rng(rng), dtype)
+
+
+def xavier_uniform(shape: Shape, rng: Any = None, dtype: Any = None) -> Any:
+    """W_ij ~ U(-a, a), a = sqrt(6 / (d_in + d_out)) (Glorot uniform; variance 2 / (d_in + d_out))."""
+    fan_in, fan_out = _fans(shape)
+    return _uniform(math.sqrt(6.0 / (fan_in + fan_out)), shape, backend.make_rng(rng), dtype)
+
+
+def he_normal(shape: Shape, rng: Any = None, dtype: Any = None) -> Any:
+    """W_ij ~ N(0, 2 / d_in) (He / Kaiming normal, for ReLU)."""
+    fan_in, _ = _fans(shape)
+    return _normal(math.sqrt(2.0 / fan_in), shape, backend.make_rng(rng), dtype)
+
+
+def he_uniform(shape: Shape, rng: Any = None, dtype: Any = None) -> Any:
+    """W_ij ~ U(-a, a), a = sqrt(6 / d_in) (He uniform; variance 2 / d_in)."""
+    fan_in, _ = _fans(shape)
+    return _uniform(math.sqrt(6.0 / fan_in), shape, backend.make_rng(rng), dtype)
+
+
+def zeros(shape: Shape, rng: Any = None, dtype: Any = None) -> Any:
+    """All zeros (``rng`` is ignored)."""
+    return backend.xp.zeros(shape, dtype=backend.resolve_dtype(dtype))
+
+
+INITIALIZERS: dict[str, Callable[..., Any]] = {
+    "xavier_normal": xavier_normal,
+    "xavier_uniform": xavier_uniform,
+    "he_normal": he_normal,
+    "he_uniform": he_uniform,
+    "zeros": zeros,
+}
+
+#: Short names accepted by ``Linear(init=...)``.
+ALIASES = {"xavier": "xavier_normal", "glorot": "xavier_normal", "he": "he_normal", "kaiming": "he_normal"}
+
+
+def get(name: str | Callable[..., Any]) -> Callable[..., Any]:
+    """Look up an initializer by name (``"he"``, ``"xavier_uniform"``, ...) or pass a callable through."""
+    if callable(name):
+        return name
+    key = ALIASES.get(name, name)
+    if key not in INITIALIZERS:
+        valid = ", ".join(sorted([*INITIALIZERS, *ALIASES]))
+        raise ValueError(f"unknown initializer {name!r}; choose one of: {valid}")
+    return INITIALIZERS[key]

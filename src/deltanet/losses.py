@@ -1,0 +1,271 @@
+"""Losses: ``forward(output, target)`` returns the mean loss, ``backward()`` returns
+dL/d(output), already divided by the batch size.
+
+Every loss accepts an optional ``sample_weight`` of shape ``(batch,)``: the
+loss becomes the weighted mean sum_i w_i l_i / sum_i w_i (all ones gives the
+plain mean, 1/B), and its gradient carries the same weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy
+
+from . import backend
+from .modules.activations import softmax
+from .modules.base import check_finite
+
+
+class Loss:
+    """Base class: ``forward(output, target, sample_weight=None) -> float``, ``backward() -> array``."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self) -> None:
+        self._grad_cache: Any = None
+
+    def __call__(self, output: Any, target: Any, sample_weight: Any = None) -> float:
+        return self.forward(output, target, sample_weight)
+
+    def forward(self, output: Any, target: Any, sample_weight: Any = None) -> float:
+        raise NotImplementedError
+
+    def backward(self) -> Any:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        return {"type": type(self).__name__}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    # -- validation helpers ------------------------------------------------
+    def _output(self, output: Any) -> Any:
+        if not hasattr(output, "dtype"):
+            output = numpy.asarray(output)
+        if output.dtype.kind != "f":
+            raise TypeError(f"{type(self).__name__}: output must be a float array, got dtype {output.dtype}")
+        if output.ndim < 1:
+            raise ValueError(f"{type(self).__name__}: output must have a batch axis, got a scalar")
+        check_finite(output, type(self).__name__ + " (network output)")
+        return output
+
+    def _weights(self, sample_weight: Any, n: int, dtype: Any) -> tuple[Any, float]:
+        """Per-row factors w_i / sum(w) of shape (n, 1), and sum(w)."""
+        xp = backend.xp
+        if sample_weight is None:
+            return None, float(n)
+        w = xp.asarray(sample_weight, dtype=dtype).reshape(-1)
+        if w.shape[0] != n:
+            raise ValueError(f"{type(self).__name__}: sample_weight has {w.shape[0]} entries, output has {n} rows")
+        if not bool(xp.isfinite(w).all()) or bool((w < 0).any()):
+            raise ValueError(f"{type(self).__name__}: sample_weight must be finite and >= 0")
+        total = float(w.sum())
+        if total <= 0:
+            raise ValueError(f"{type(self).__name__}: sample_weight sums to 0")
+        return w, total
+
+    def _require(self) -> Any:
+        if self._grad_cache is None:
+            raise RuntimeError(f"{type(self).__name__}: backward() called before forward(); run forward first")
+        return self._grad_cache
+
+
+class SoftmaxCrossEntropy(Loss):
+    r"""Softmax followed by cross-entropy, fused: L = -sum_i t_i log y_i, y = softmax(z).
+
+    ``forward(z, t)``: ``z`` are the logits, shape ``(batch, C)`` (or
+    ``(batch, ..., C)``); ``t`` is either integer labels of shape ``(batch,)``
+    (``(batch, ...)``) with values in [0, C), or target probabilities of the
+    same shape as ``z``. Returns the mean over the batch.
+
+    Notes
+    -----
+    Forward, with the log-sum-exp trick (no overflow for any finite logits):
+
+        log y_i = z_i - m - log sum_j exp(z_j - m),   m = max_j z_j
+        l = -sum_i t_i log y_i,   L = 1/B sum_b l_b
+
+    Backward -- the reason the pair is fused: for targets that sum to 1,
+
+        dL/dz = (y - t) / B
+
+    the reference's delta^(L) = h^(L) - t, with the 1/B of the mini-batch
+    average already applied, so layers below just sum over the batch.
+    """
+
+    name = "cross_entropy"
+
+    def forward(self, output: Any, target: Any, sample_weight: Any = None) -> float:
+        xp = backend.xp
+        z = self._output(output)
+        n_classes = z.shape[-1]
+        z2 = z.reshape(-1, n_classes)
+        n = z2.shape[0]
+        if not hasattr(target, "dtype"):
+            target = numpy.asarray(target)
+        if target.ndim == 0 or target.shape[0] != z.shape[0]:
+            got = target.shape[0] if target.ndim else "a scalar"
+            raise ValueError(f"SoftmaxCrossEntropy: batch size mismatch: output has {z.shape[0]} rows, target has {got}")
+        shifted = z2 - z2.max(axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        s = e.sum(axis=1, keepdims=True)
+        y = e
+        y /= s
+        log_s = xp.log(s)
+        if target.shape == z.shape and z.ndim >= 1 and target.ndim == z.ndim:
+            if target.dtype.kind not in "fiub":
+                raise TypeError(f"SoftmaxCrossEntropy: target probabilities must be numeric, got dtype {target.dtype}")
+            t = xp.asarray(target, dtype=z.dtype).reshape(-1, n_classes)
+            check_finite(t, "SoftmaxCrossEntropy (target)")
+            per_sample = (t * (log_s - shifted)).sum(axis=1)              # -sum t log y
+            grad = y - t
+        elif target.shape == z.shape[:-1]:
+            labels = self._labels(target, n_classes).reshape(-1)
+            rows = xp.arange(n)
+            per_sample = log_s[:, 0] - shifted[rows, labels]               # -log y_label
+            grad = y
+            grad[rows, labels] -= 1.0                                      # y - t, t one-hot
+        else:
+            raise ValueError(f"SoftmaxCrossEntropy: target must be labels of shape {tuple(z.shape[:-1])} or "
+                             f"probabilities of shape {tuple(z.shape)}, got {tuple(target.shape)}")
+        w, total = self._weights(sample_weight, n, z.dtype)
+        if w is None:
+            loss = float(per_sample.sum()) / n
+            grad *= 1.0 / n                                                # delta = (y - t) / B
+        else:
+            loss = float((per_sample * w).sum()) / total
+            grad *= (w / total)[:, None]
+        self._grad_cache = grad.reshape(z.shape)
+        return loss
+
+    @staticmethod
+    def _labels(target: Any, n_classes: int) -> Any:
+        xp = backend.xp
+        if target.dtype.kind == "f":
+            if not bool(xp.all(target == xp.round(target))):
+                raise TypeError("SoftmaxCrossEntropy: float labels must be whole numbers; pass int labels or probabilities of shape (batch, C)")
+            target = target.astype(xp.int64)
+        elif target.dtype.kind not in "iub":
+            raise TypeError(f"SoftmaxCrossEntropy: labels must be integers, got dtype {target.dtype}")
+        if target.size and (int(target.min()) < 0 or int(target.max()) >= n_classes):
+            bad = int(target.min()) if int(target.min()) < 0 else int(target.max())
+            raise ValueError(f"SoftmaxCrossEntropy: labels must be in [0, {n_classes}), got {bad}")
+        return target
+
+    def backward(self) -> Any:
+        return self._require().copy()
+
+    def probabilities(self, output: Any) -> Any:
+        """softmax(output): the class probabilities the loss models."""
+        return softmax(self._output(output), axis=-1)
+
+
+class MeanSquaredError(Loss):
+    r"""L = 1/(B D) sum_b sum_j (y_bj - t_bj)^2, the mean over every element (as PyTorch's MSELoss).
+
+    ``output`` and ``target`` have the same shape ``(batch, ...)``; a target of
+    shape ``(batch,)`` is accepted for an output of shape ``(batch, 1)``.
+
+    Backward: dL/dy = 2 (y - t) / (B D).
+    """
+
+    name = "mse"
+
+    def forward(self, output: Any, target: Any, sample_weight: Any = None) -> float:
+        y = self._output(output)
+        t = _matching_target(self, y, target)
+        n = y.shape[0]
+        d = y.size // max(n, 1)
+        diff = y - t
+        sq = (diff * diff).reshape(n, -1).sum(axis=1)
+        w, total = self._weights(sample_weight, n, y.dtype)
+        if w is None:
+            loss = float(sq.sum()) / (n * d)
+            diff *= 2.0 / (n * d)
+        else:
+            loss = float((sq * w).sum()) / (total * d)
+            diff *= (2.0 * w / (total * d)).reshape((n,) + (1,) * (y.ndim - 1))
+        self._grad_cache = diff
+        return loss
+
+    def backward(self) -> Any:
+        return self._require().copy()
+
+
+class BinaryCrossEntropyWithLogits(Loss):
+    r"""Sigmoid + binary cross-entropy, fused, for binary and multi-label targets.
+
+    ``output`` are logits z of shape ``(batch, K)`` (K labels; K = 1 for a binary
+    problem, where a target of shape ``(batch,)`` is accepted), ``target`` in
+    [0, 1] of the same shape. The loss is the mean over every element:
+
+        l = -[t log sigma(z) + (1 - t) log(1 - sigma(z))]
+          = max(z, 0) - z t + log(1 + exp(-|z|))       (stable form)
+
+    Backward: dL/dz = (sigma(z) - t) / (B K).
+    """
+
+    name = "binary_cross_entropy"
+
+    def forward(self, output: Any, target: Any, sample_weight: Any = None) -> float:
+        xp = backend.xp
+        z = self._output(output)
+        t = _matching_target(self, z, target)
+        if t.size and (bool((t < 0).any()) or bool((t > 1).any())):
+            raise ValueError("BinaryCrossEntropyWithLogits: targets must be in [0, 1]")
+        n = z.shape[0]
+        k = z.size // max(n, 1)
+        abs_z = xp.abs(z)
+        elem = xp.maximum(z, 0) - z * t + xp.log1p(xp.exp(-abs_z))
+        per_sample = elem.reshape(n, -1).sum(axis=1)
+        e = xp.exp(-abs_z)
+        sig = xp.where(z >= 0, 1.0, e).astype(z.dtype, copy=False) / (1.0 + e)
+        grad = sig - t
+        w, total = self._weights(sample_weight, n, z.dtype)
+        if w is None:
+            loss = float(per_sample.sum()) / (n * k)
+            grad *= 1.0 / (n * k)
+        else:
+            loss = float((per_sample * w).sum()) / (total * k)
+            grad *= (w / (total * k)).reshape((n,) + (1,) * (z.ndim - 1))
+        self._grad_cache = grad
+        return loss
+
+    def backward(self) -> Any:
+        return self._require().copy()
+
+
+def _matching_target(loss: Loss, y: Any, target: Any) -> Any:
+    xp = backend.xp
+    if not hasattr(target, "dtype"):
+        target = numpy.asarray(target)
+    if target.dtype.kind not in "fiub":
+        raise TypeError(f"{type(loss).__name__}: target must be numeric, got dtype {target.dtype}")
+    if target.shape != y.shape:
+        if target.ndim == 1 and y.ndim == 2 and y.shape[1] == 1 and target.shape[0] == y.shape[0]:
+            target = target.reshape(-1, 1)
+        elif target.shape[:1] != y.shape[:1]:
+            raise ValueError(f"{type(loss).__name__}: batch size mismatch: output has {y.shape[0]} rows, target has {target.shape[0] if target.ndim else 0}")
+        else:
+            raise ValueError(f"{type(loss).__name__}: target shape {tuple(target.shape)} does not match output shape {tuple(y.shape)}")
+    t = xp.asarray(target, dtype=y.dtype)
+    check_finite(t, f"{type(loss).__name__} (target)")
+    return t
+
+
+#: Loss names accepted by builders and config files.
+LOSSES: dict[str, type[Loss]] = {
+    "cross_entropy": SoftmaxCrossEntropy, "softmax_cross_entropy": SoftmaxCrossEntropy,
+    "mse": MeanSquaredError, "binary_cross_entropy": BinaryCrossEntropyWithLogits,
+}
+
+
+def get_loss(name: str | Loss) -> Loss:
+    """A loss instance from its name (``"cross_entropy"``, ``"mse"``, ``"binary_cross_entropy"``)."""
+    if isinstance(name, Loss):
+        return name
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of: {', '.join(sorted(LOSSES))}")
+    return LOSSES[name]()

@@ -1,0 +1,211 @@
+"""Elementwise activations and softmax, with derivatives from the forward's own output.
+
+Each activation keeps what its derivative needs -- the output ``h`` where the
+derivative is a function of it (sigmoid, tanh, ReLU, softmax), a sign mask
+otherwise -- so backward never recomputes the forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from .. import backend
+from .base import Module
+
+
+def _as_float_array(module: Module, x: Any) -> Any:
+    if not hasattr(x, "dtype"):
+        x = numpy.asarray(x)
+    if x.dtype.kind != "f":
+        if x.dtype.kind not in "iub":
+            raise TypeError(f"{module._label()}: expected a numeric array, got dtype {x.dtype}")
+        x = backend.xp.asarray(x, dtype=backend.get_default_dtype())
+    return x
+
+
+class Activation(Module):
+    """Base of parameter-free elementwise maps h = sigma(z); shape is preserved."""
+
+    registered = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._h: Any = None
+
+    def _cached(self) -> Any:
+        if self._h is None:
+            raise self._missing_forward()
+        return self._h
+
+    def _check_grad(self, grad_out: Any, like: Any) -> None:
+        if grad_out.shape != like.shape:
+            raise ValueError(f"{self._label()}: grad_out has shape {tuple(grad_out.shape)}, expected {tuple(like.shape)}")
+
+
+class Identity(Activation):
+    """h = z; dL/dz = dL/dh."""
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self._h = x = _as_float_array(self, x)
+        return x
+
+    def backward(self, grad_out: Any) -> Any:
+        self._check_grad(grad_out, self._cached())
+        return grad_out
+
+
+class Sigmoid(Activation):
+    r"""sigma(z) = 1 / (1 + e^{-z}), range (0, 1).
+
+    Forward, overflow-free for any finite z: with e = exp(-|z|) <= 1,
+    sigma(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0.
+
+    Backward: dL/dz = dL/dh * h (1 - h), from the cached output h. The
+    derivative is at most 1/4 and vanishes for large |z| -- the reference's
+    vanishing-gradient problem.
+    """
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        x = _as_float_array(self, x)
+        xp = backend.xp
+        e = xp.exp(-xp.abs(x))
+        h = xp.where(x >= 0, 1.0, e).astype(x.dtype, copy=False)
+        h /= 1.0 + e
+        self._h = h
+        return h
+
+    def backward(self, grad_out: Any) -> Any:
+        h = self._cached()
+        self._check_grad(grad_out, h)
+        return grad_out * h * (1.0 - h)       # sigma' = sigma (1 - sigma)
+
+
+class Tanh(Activation):
+    r"""tanh(z), range (-1, 1), zero-centred.
+
+    Backward: dL/dz = dL/dh * (1 - h^2), from the cached output h.
+    """
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self._h = backend.xp.tanh(_as_float_array(self, x))
+        return self._h
+
+    def backward(self, grad_out: Any) -> Any:
+        h = self._cached()
+        self._check_grad(grad_out, h)
+        return grad_out * (1.0 - h * h)       # tanh' = 1 - tanh^2
+
+
+class ReLU(Activation):
+    r"""ReLU(z) = max(0, z).
+
+    Backward: dL/dz = dL/dh * [z > 0] (the derivative at 0 is taken as 0, as in
+    the reference), using h > 0 <=> z > 0 from the cached output. Units whose
+    output is 0 for every sample pass no gradient: the dying-ReLU problem
+    (:meth:`dead_fraction` measures it).
+    """
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self._h = backend.xp.maximum(_as_float_array(self, x), 0)
+        return self._h
+
+    def backward(self, grad_out: Any) -> Any:
+        h = self._cached()
+        self._check_grad(grad_out, h)
+        return backend.xp.where(h > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
+
+    def dead_fraction(self) -> float:
+        """Fraction of units (last axis) that were 0 for every sample of the last forward batch."""
+        h = self._cached()
+        active = (h.reshape(-1, h.shape[-1]) > 0).any(axis=0)
+        return float(1.0 - active.mean())
+
+
+class LeakyReLU(Activation):
+    r"""LeakyReLU(z) = z for z > 0, alpha z otherwise (alpha = 0.01 by default).
+
+    Backward: dL/dz = dL/dh * (1 if z > 0 else alpha), from a mask of z > 0.
+    """
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        super().__init__()
+        if not 0.0 <= float(alpha) < 1.0:
+            raise ValueError(f"LeakyReLU: alpha must be in [0, 1), got {alpha}")
+        self.alpha = float(alpha)
+        self._mask: Any = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"alpha": self.alpha}
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        x = _as_float_array(self, x)
+        self._mask = x > 0
+        self._h = backend.xp.where(self._mask, x, self.alpha * x).astype(x.dtype, copy=False)
+        return self._h
+
+    def backward(self, grad_out: Any) -> Any:
+        h = self._cached()
+        self._check_grad(grad_out, h)
+        return backend.xp.where(self._mask, grad_out, self.alpha * grad_out).astype(grad_out.dtype, copy=False)
+
+    def dead_fraction(self) -> float:
+        """Fraction of units (last axis) that were <= 0 for every sample of the last batch."""
+        self._cached()
+        return float(1.0 - self._mask.reshape(-1, self._mask.shape[-1]).any(axis=0).mean())
+
+
+class Softmax(Activation):
+    r"""y_i = e^{z_i} / sum_j e^{z_j} along ``axis`` (default: the last).
+
+    Forward, stable: subtract max_j z_j first (the result is unchanged and no
+    exponential overflows).
+
+    Backward, without forming the Jacobian diag(y) - y y^T:
+    dL/dz = y * (g - sum_j g_j y_j), with g = dL/dy.
+
+    For classification use :class:`~deltanet.losses.SoftmaxCrossEntropy` on the
+    logits instead: the fused pair gives delta = y - t directly and stays
+    finite where log(softmax) would not.
+    """
+
+    def __init__(self, axis: int = -1) -> None:
+        super().__init__()
+        self.axis = int(axis)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"axis": self.axis}
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        self._h = softmax(_as_float_array(self, x), self.axis)
+        return self._h
+
+    def backward(self, grad_out: Any) -> Any:
+        y = self._cached()
+        self._check_grad(grad_out, y)
+        return y * (grad_out - (grad_out * y).sum(axis=self.axis, keepdims=True))
+
+
+def softmax(z: Any, axis: int = -1) -> Any:
+    """Numerically stable softmax of ``z`` along ``axis`` (a new array)."""
+    xp = backend.xp
+    e = z - z.max(axis=axis, keepdims=True)
+    xp.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def log_softmax(z: Any, axis: int = -1) -> Any:
+    """log softmax(z) = z - max - log sum exp(z - max), stable for any finite z."""
+    xp = backend.xp
+    shifted = z - z.max(axis=axis, keepdims=True)
+    shifted -= xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    return shifted
+
+
+#: Activation names accepted by builders and config files.
+ACTIVATIONS: dict[str, type[Activation]] = {
+    "identity": Identity, "sigmoid": Sigmoid, "logistic": Sigmoid, "tanh": Tanh,
+    "relu": ReLU, "leaky_relu": LeakyReLU, "softmax": Softmax,
+}

@@ -1,0 +1,136 @@
+"""Containers: modules made of modules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .base import Module, build
+
+
+class Sequential(Module):
+    r"""Apply modules one after the other: h^(l) = f_l(h^(l-1)), h^(0) = x.
+
+    Backward runs the chain rule in reverse order: each module turns
+    dL/dh^(l) into dL/dh^(l-1), which is the reference's
+    delta^(l) = (W^(l+1))^T delta^(l+1) * sigma'(z^(l)) split into its two
+    factors (a ``Linear`` and an activation).
+
+    Parameters are listed layer by layer and named ``"<index>.<name>"``
+    (``"0.weight"``, ``"0.bias"``, ``"2.weight"``, ...).
+    """
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], (list, tuple)):
+            modules = tuple(modules[0])
+        for i, m in enumerate(modules):
+            self.add_child(str(i), m)
+        self._name_parameters()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Module:
+        extra = set(config) - {"layers"}
+        if extra:
+            raise ValueError(f"Sequential: unknown keys {sorted(extra)}; valid keys: ['layers']")
+        return cls(*[build(c) for c in config.get("layers", [])])
+
+    def get_config(self) -> dict[str, Any]:
+        return {"layers": [m.config() for m in self.children()]}
+
+    def __len__(self) -> int:
+        return len(self._children)
+
+    def __getitem__(self, i: int) -> Module:
+        return self._children[i][1]
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.children())
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        for _, m in self._children:
+            x = m.forward(x, training=training)
+        return x
+
+    def backward(self, grad_out: Any) -> Any:
+        for _, m in reversed(self._children):
+            grad_out = m.backward(grad_out)
+        return grad_out
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        for m in self.children():
+            input_shape = m.output_shape(input_shape)
+        return input_shape
+
+    def _child_shapes(self, input_shape: tuple[int, ...]) -> list[tuple[Module, tuple[int, ...]]]:
+        out = []
+        for m in self.children():
+            out.append((m, input_shape))
+            input_shape = m.output_shape(input_shape)
+        return out
+
+    def __repr__(self) -> str:
+        inner = "\n".join(f"  ({i}): {m!r}".replace("\n", "\n  ") for i, m in enumerate(self.children()))
+        return f"Sequential(\n{inner}\n)"
+
+
+class Residual(Module):
+    r"""Skip connection: y = block(x) + x, or y = block(x) + projection(x).
+
+    The reference's h^(l) = sigma(W^(l) h^(l-1) + b^(l)) + h^(l-2) is
+    ``Residual(Sequential(Linear(d, d), act))`` fed with h^(l-2) -- or, with the
+    intermediate layer explicit, a ``Residual`` around two layers. When
+    ``block`` changes the width, pass a ``projection`` (usually
+    ``Linear(d_in, d_out, bias=False)``) to map x to the block's output width.
+
+    Backward: the identity path passes the gradient unchanged, so
+    dL/dx = block.backward(g) + g (or + projection.backward(g)): gradients reach
+    early layers even when the block's own derivative vanishes.
+    """
+
+    def __init__(self, block: Module, projection: Module | None = None) -> None:
+        super().__init__()
+        self.block = self.add_child("block", block)
+        self.projection = self.add_child("projection", projection) if projection is not None else None
+        self._name_parameters()
+        self._input_shape: tuple[int, ...] | None = None
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Module:
+        extra = set(config) - {"block", "projection"}
+        if extra or "block" not in config:
+            raise ValueError(f"Residual: expected keys 'block' and optional 'projection', got {sorted(config)}")
+        proj = config.get("projection")
+        return cls(build(config["block"]), build(proj) if proj else None)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"block": self.block.config(), "projection": self.projection.config() if self.projection else None}
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        out = self.block.forward(x, training=training)
+        skip = self.projection.forward(x, training=training) if self.projection is not None else x
+        if out.shape != skip.shape:
+            hint = "" if self.projection is not None else "; pass projection=Linear(d_in, d_out, bias=False) when the block changes the width"
+            raise ValueError(f"Residual: block output shape {tuple(out.shape)} != skip shape {tuple(skip.shape)}{hint}")
+        self._input_shape = tuple(x.shape)
+        return out + skip
+
+    def backward(self, grad_out: Any) -> Any:
+        if self._input_shape is None:
+            raise self._missing_forward()
+        grad_in = self.block.backward(grad_out)
+        if self.projection is not None:
+            grad_in = grad_in + self.projection.backward(grad_out)
+        else:
+            grad_in = grad_in + grad_out
+        return grad_in
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.block.output_shape(input_shape)
+
+    def _child_shapes(self, input_shape: tuple[int, ...]) -> list[tuple[Module, tuple[int, ...]]]:
+        return [(m, input_shape) for m in self.children()]
+
+    def __repr__(self) -> str:
+        proj = f",\n  projection={self.projection!r}" if self.projection is not None else ""
+        return f"Residual(\n  block={self.block!r}{proj}\n)".replace("\n", "\n")

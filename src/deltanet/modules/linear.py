@@ -1,0 +1,96 @@
+"""The affine layer z = W h + b."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import backend
+from .. import init as initializers
+from ..parameter import Parameter
+from .base import Module
+
+
+class Linear(Module):
+    r"""Affine map ``z = W h + b``, batch-first: ``z = x @ W.T + b``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        d_{l-1} and d_l in the reference.
+    bias : bool
+        Whether to add the bias ``b``.
+    init : str or callable
+        Weight initializer (see :mod:`deltanet.init`): ``"he_normal"`` (the
+        default, for ReLU-family activations; alias ``"he"``),
+        ``"he_uniform"``, ``"xavier_normal"`` (alias ``"xavier"``, for
+        sigmoid/tanh/softmax), ``"xavier_uniform"``, ``"zeros"``. Biases start at 0.
+    rng : int, numpy.random.Generator or None
+        Seed or generator for the initial weights.
+    dtype : float32 (default) or float64.
+
+    Attributes
+    ----------
+    weight : Parameter, shape ``(out_features, in_features)`` -- W in R^(d_l x d_{l-1}).
+    bias : Parameter or None, shape ``(out_features,)`` -- not weight-decayed.
+
+    Notes
+    -----
+    Shapes: ``x`` is ``(batch, ..., in_features)``, ``z`` is ``(batch, ..., out_features)``;
+    leading axes are flattened into one batch axis of size ``n`` for the gradients.
+
+    Forward:   z = x W^T + b
+    Backward, given delta = dL/dz of shape (n, out_features):
+
+        dL/dW = delta^T x          (the reference's delta h^T, summed over the batch;
+                                    the 1/B is already in delta, see the losses)
+        dL/db = sum_n delta
+        dL/dx = delta W            (the reference's W^T delta, batch-first)
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, init: Any = "he_normal",
+                 rng: Any = None, dtype: Any = None) -> None:
+        super().__init__()
+        for name, v in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"Linear: {name} must be a positive int, got {v!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.dtype = backend.resolve_dtype(dtype)
+        self.init = init if isinstance(init, str) else getattr(init, "__name__", "custom")
+        w = initializers.get(init)((out_features, in_features), backend.make_rng(rng), self.dtype)
+        self.weight = self.add_parameter("weight", Parameter(w, decay=True))
+        self.bias = self.add_parameter("bias", Parameter(backend.xp.zeros(out_features, dtype=self.dtype), decay=False)) if bias else None
+        self._x: Any = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None,
+                "init": self.init, "dtype": self.dtype.name}
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        x = self._as_input(x, self.in_features, dtype=self.dtype)
+        self._x = x
+        z = x @ self.weight.value.T          # z = W h, batch-first
+        if self.bias is not None:
+            z += self.bias.value             # + b
+        return z
+
+    def backward(self, grad_out: Any) -> Any:
+        if self._x is None:
+            raise self._missing_forward()
+        if grad_out.shape[-1] != self.out_features or grad_out.shape[:-1] != self._x.shape[:-1]:
+            raise ValueError(f"{self._label()}: grad_out has shape {tuple(grad_out.shape)}, expected {(*self._x.shape[:-1], self.out_features)}")
+        delta = grad_out.reshape(-1, self.out_features)
+        x2 = self._x.reshape(-1, self.in_features)
+        self.weight.accumulate_matmul(delta.T, x2)     # dW = delta^T h_prev
+        if self.bias is not None:
+            self.bias.accumulate_sum(delta)            # db = sum over the batch of delta
+        return grad_out @ self.weight.value            # dL/dh_prev = W^T delta
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (*input_shape[:-1], self.out_features)
+
+    def flops(self, input_shape: tuple[int, ...]) -> int:
+        positions = 1
+        for d in input_shape[1:-1]:
+            positions *= d
+        return 2 * self.in_features * self.out_features * positions

@@ -1,0 +1,112 @@
+"""A trainable array and its gradient."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import backend
+
+
+class Parameter:
+    """A trainable array ``value`` with its gradient ``grad`` of the same shape and dtype.
+
+    Parameters
+    ----------
+    value : array
+        The initial value; the parameter keeps this array (no copy).
+    name : str
+        A readable name. Containers give their children's parameters qualified
+        names such as ``"0.weight"`` (layer 0 of a ``Sequential``).
+    decay : bool
+        Whether weight decay / L2 applies: True for weight matrices, False for
+        biases and normalization scales/shifts (the reference's penalty is
+        ``lambda/2 * sum_l ||W^(l)||_F^2`` over weights only).
+
+    Notes
+    -----
+    Gradients *accumulate*: ``backward`` adds into ``grad`` so that a module
+    used twice receives the sum of both contributions; call ``zero_grad()``
+    before each backward pass. ``zero_grad`` is lazy: it marks the gradient as
+    zero and the next accumulation writes into the buffer directly (for a
+    weight, the matrix product writes its result in place with ``out=``)
+    instead of adding to a buffer of zeros. Reading ``grad`` always shows the
+    true value.
+    """
+
+    __slots__ = ("value", "_grad", "_grad_is_zero", "name", "decay")
+
+    def __init__(self, value: Any, name: str = "", decay: bool = True) -> None:
+        self.value = value
+        self._grad = backend.xp.zeros_like(value)
+        self._grad_is_zero = False
+        self.name = name
+        self.decay = bool(decay)
+
+    # -- gradient --------------------------------------------------------
+    @property
+    def grad(self) -> Any:
+        """dL/d(value), same shape and dtype as ``value``."""
+        if self._grad_is_zero:
+            self._grad.fill(0)
+            self._grad_is_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, new: Any) -> None:
+        if new.shape != self.value.shape:
+            raise ValueError(f"Parameter {self.name!r}: gradient shape {new.shape} != value shape {self.value.shape}")
+        self._grad[...] = new
+        self._grad_is_zero = False
+
+    def zero_grad(self) -> None:
+        """Set the gradient to zero (lazily: no pass over memory until it is used)."""
+        self._grad_is_zero = True
+
+    def accumulate(self, g: Any) -> None:
+        """``grad += g`` (a copy when the gradient is zero)."""
+        if self._grad_is_zero:
+            backend.xp.copyto(self._grad, g)
+            self._grad_is_zero = False
+        else:
+            self._grad += g
+
+    def accumulate_matmul(self, a: Any, b: Any) -> None:
+        """``grad += a @ b``, computed straight into ``grad`` when the gradient is zero."""
+        if self._grad_is_zero:
+            backend.xp.matmul(a, b, out=self._grad)
+            self._grad_is_zero = False
+        else:
+            self._grad += a @ b
+
+    def accumulate_sum(self, g: Any) -> None:
+        """``grad += g.sum(axis=0)`` for ``g`` of shape ``(n, *value.shape)``."""
+        if self._grad_is_zero:
+            backend.xp.sum(g, axis=0, out=self._grad)
+            self._grad_is_zero = False
+        else:
+            self._grad += g.sum(axis=0)
+
+    def rebind(self, value: Any, grad: Any) -> None:
+        """Point ``value`` and ``grad`` at new arrays (for example views into one
+        flat buffer shared by all parameters), copying the current contents."""
+        if value.shape != self.value.shape or grad.shape != self.value.shape:
+            raise ValueError(f"Parameter {self.name!r}: rebind shapes {value.shape}, {grad.shape} != {self.value.shape}")
+        value[...] = self.value
+        grad[...] = self.grad
+        self.value, self._grad = value, grad
+
+    # -- description -----------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.value.shape)
+
+    @property
+    def size(self) -> int:
+        return int(self.value.size)
+
+    @property
+    def dtype(self) -> Any:
+        return self.value.dtype
+
+    def __repr__(self) -> str:
+        return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.dtype}, decay={self.decay})"
