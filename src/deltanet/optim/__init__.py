@@ -1,6 +1,33 @@
-"""Optimizers, learning-rate schedules and gradient clipping."""
+"""Optimizers, learning-rate schedules and gradient clipping.
 
+- Optimizers (:class:`Optimizer` subclasses): :class:`SGD`, :class:`Adam`, :class:`AdamW`,
+  :class:`RMSprop`; :func:`get_optimizer` builds one by name.
+- Schedules (:mod:`deltanet.optim.schedules`): :class:`ConstantLR`, :class:`StepLR`,
+  :class:`ExponentialLR`, :class:`CosineAnnealingLR`, :class:`ReduceLROnPlateau`,
+  :class:`LinearWarmup` around any of them; :func:`get_schedule` builds one by name.
+- :func:`clip_grad_norm` (global-norm clipping) and :func:`grad_norm`.
+"""
+
+from .adam import Adam, AdamW
 from .base import Optimizer
+from .clipping import clip_grad_norm, grad_norm
+from .registry import OPTIMIZERS, get_optimizer
+from .rmsprop import RMSprop
+from .schedules import (
+    SCHEDULES,
+    ConstantLR,
+    CosineAnnealingLR,
+    ExponentialLR,
+    LinearWarmup,
+    ReduceLROnPlateau,
+    Schedule,
+    StepLR,
+    get_schedule,
+)
 from .sgd import SGD
 
-__all__ = ["SGD", "Optimizer"]
+__all__ = [
+    "OPTIMIZERS", "SCHEDULES", "SGD", "Adam", "AdamW", "ConstantLR", "CosineAnnealingLR", "ExponentialLR",
+    "LinearWarmup", "Optimizer", "RMSprop", "ReduceLROnPlateau", "Schedule", "StepLR", "clip_grad_norm",
+    "get_optimizer", "get_schedule", "grad_norm",
+]

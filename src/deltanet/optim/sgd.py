@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .. import backend
 from ..parameter import Parameter
 from .base import Optimizer, check_positive, check_unit_interval
 
@@ -12,18 +13,38 @@ from .base import Optimizer, check_positive, check_unit_interval
 class SGD(Optimizer):
     r"""Mini-batch gradient descent, W <- W - alpha dL/dW, with optional momentum.
 
-    Update rule (as ``torch.optim.SGD`` implements it, dampening 0)::
+    Parameters
+    ----------
+    params : iterable of Parameter
+    lr : float
+        Learning rate alpha (> 0).
+    momentum : float
+        Momentum factor mu in [0, 1); 0 is plain gradient descent.
+    nesterov : bool
+        Nesterov's form of momentum (needs ``momentum > 0``).
+    weight_decay : float
+        L2 penalty lambda (>= 0): adds ``lambda * W`` to the gradient of each
+        parameter marked for decay, i.e. minimizes ``L + lambda/2 ||W||^2``.
 
-        g <- grad + weight_decay * W            (parameters marked for decay only)
-        if momentum > 0:
-            b <- g                       on the first step
-            b <- momentum * b + g        afterwards
-            g <- g + momentum * b        if nesterov else  g <- b
-        W <- W - lr * g
+    Notes
+    -----
+    Update rule at step t (as ``torch.optim.SGD`` implements it, dampening 0)::
 
-    References: Robbins & Monro (1951); Polyak (1964) for momentum; Sutskever
-    et al. (2013), "On the importance of initialization and momentum in deep
-    learning" for the Nesterov form.
+        g <- grad + lambda * W              (parameters with decay=True only)
+        if mu > 0:
+            b <- g                          at t = 1
+            b <- mu * b + g                 for t > 1
+            g <- g + mu * b   if nesterov   else   g <- b
+        W <- W - alpha * g
+
+    State: ``momentum_buffer`` (b), when ``momentum > 0``.
+
+    References
+    ----------
+    Robbins & Monro (1951), "A stochastic approximation method".
+    Polyak (1964), "Some methods of speeding up the convergence of iteration methods" (momentum).
+    Sutskever, Martens, Dahl & Hinton (2013), "On the importance of initialization and momentum in
+    deep learning", ICML (the Nesterov form used here).
     """
 
     def __init__(self, params: Iterable[Parameter], lr: float = 0.01, momentum: float = 0.0,
@@ -32,22 +53,29 @@ class SGD(Optimizer):
         self.momentum = check_unit_interval("momentum", momentum)
         self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
         if nesterov and self.momentum == 0:
-            raise ValueError("nesterov=True needs momentum > 0")
+            raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
         self.nesterov = bool(nesterov)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
 
     def _update(self, p: Parameter, state: dict[str, Any]) -> None:
-        g = p.grad
-        if self.weight_decay and p.decay:
-            g = g + self.weight_decay * p.value
+        xp = backend.xp
+        g = self._grad_with_l2(p, self.weight_decay, slot=0)     # g = grad + lambda W
         if self.momentum:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = g.copy()
+            b = state.get("momentum_buffer")
+            if b is None:
+                b = state["momentum_buffer"] = g.copy()           # b_1 = g_1
             else:
-                buf *= self.momentum
-                buf += g
-            g = g + self.momentum * buf if self.nesterov else buf
-        p.value -= self.lr * g
+                b *= self.momentum                                # b = mu b + g
+                b += g
+            if self.nesterov:
+                d = self._work(p, slot=1)
+                xp.multiply(b, self.momentum, out=d)              # g + mu b
+                d += g
+                g = d
+            else:
+                g = b
+        step = self._work(p, slot=1)
+        xp.multiply(g, self.lr, out=step)                         # W = W - alpha g
+        p.value -= step

@@ -1,0 +1,143 @@
+"""Adam (L2 penalty in the gradient) and AdamW (decoupled weight decay)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from .. import backend
+from ..parameter import Parameter
+from .base import Optimizer, check_positive, check_unit_interval
+
+
+def check_betas(betas: Any) -> tuple[float, float]:
+    """Validate Adam's ``betas``: a pair of numbers in [0, 1)."""
+    try:
+        b1, b2 = betas
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from exc
+    return check_unit_interval("betas[0]", b1), check_unit_interval("betas[1]", b2)
+
+
+class Adam(Optimizer):
+    r"""Adam: per-coordinate steps from bias-corrected moment estimates.
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+    lr : float
+        Step size alpha (> 0).
+    betas : (float, float)
+        Decay rates (beta1, beta2) in [0, 1) of the first and second moment estimates.
+    eps : float
+        epsilon (>= 0), added to sqrt(v_hat) for numerical stability.
+    weight_decay : float
+        L2 penalty lambda (>= 0) added to the gradient of parameters marked for
+        decay, *before* the moment estimates (so the penalty is rescaled by the
+        adaptive denominator; see :class:`AdamW` for the decoupled form).
+
+    Notes
+    -----
+    Update rule at step t = 1, 2, ... (Kingma & Ba, Algorithm 1, as
+    ``torch.optim.Adam`` implements it with amsgrad off)::
+
+        g     <- grad + lambda * W          (parameters with decay=True only)
+        m     <- beta1 * m + (1 - beta1) * g        m_0 = 0
+        v     <- beta2 * v + (1 - beta2) * g^2      v_0 = 0
+        m_hat  = m / (1 - beta1^t)
+        v_hat  = v / (1 - beta2^t)
+        W     <- W - alpha * m_hat / (sqrt(v_hat) + eps)
+
+    computed with the bias corrections folded into two scalars (one pass less over memory)::
+
+        W <- W - [alpha sqrt(1 - beta2^t) / (1 - beta1^t)] * m / (sqrt(v) + eps sqrt(1 - beta2^t))
+
+    State: ``exp_avg`` (m) and ``exp_avg_sq`` (v); t is ``step_count``.
+
+    References
+    ----------
+    Kingma & Ba (2015), "Adam: A Method for Stochastic Optimization", ICLR. https://arxiv.org/abs/1412.6980
+    """
+
+    #: Decoupled weight decay (AdamW) instead of an L2 term in the gradient.
+    decoupled = False
+
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        super().__init__(params, lr)
+        self.betas = check_betas(betas)
+        self.eps = check_positive("eps", eps, allow_zero=True)
+        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
+
+    def _update(self, p: Parameter, state: dict[str, Any]) -> None:
+        xp = backend.xp
+        beta1, beta2 = self.betas
+        t = self.step_count
+        if self.decoupled:
+            if self.weight_decay and p.decay:
+                p.value *= 1.0 - self.lr * self.weight_decay      # W = W - alpha lambda W
+            g = p.grad
+        else:
+            g = self._grad_with_l2(p, self.weight_decay, slot=0)  # g = grad + lambda W
+        m = self._buffer(state, "exp_avg", p.value)
+        v = self._buffer(state, "exp_avg_sq", p.value)
+        tmp = self._work(p, slot=1)
+        m *= beta1                                                # m = beta1 m + (1 - beta1) g
+        xp.multiply(g, 1.0 - beta1, out=tmp)
+        m += tmp
+        v *= beta2                                                # v = beta2 v + (1 - beta2) g^2
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1.0 - beta2
+        v += tmp
+        root_bc2 = math.sqrt(1.0 - beta2**t)
+        xp.sqrt(v, out=tmp)                                       # (sqrt(v_hat) + eps) * sqrt(1 - beta2^t)
+        tmp += self.eps * root_bc2
+        xp.divide(m, tmp, out=tmp)                                # W = W - alpha m_hat / (sqrt(v_hat) + eps)
+        tmp *= self.lr * root_bc2 / (1.0 - beta1**t)
+        p.value -= tmp
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay.
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+    lr : float
+        Step size alpha (> 0).
+    betas : (float, float)
+        (beta1, beta2) in [0, 1).
+    eps : float
+        epsilon (>= 0).
+    weight_decay : float
+        Decoupled decay rate lambda (>= 0): each step shrinks the parameters
+        marked for decay by the factor ``1 - alpha * lambda`` directly, outside
+        the adaptive moment estimates.
+
+    Notes
+    -----
+    Update rule at step t (Loshchilov & Hutter, Algorithm 2, with the decay
+    scaled by the learning rate as ``torch.optim.AdamW`` does)::
+
+        W     <- W - alpha * lambda * W      (parameters with decay=True only)
+        m     <- beta1 * m + (1 - beta1) * grad
+        v     <- beta2 * v + (1 - beta2) * grad^2
+        m_hat  = m / (1 - beta1^t),   v_hat = v / (1 - beta2^t)
+        W     <- W - alpha * m_hat / (sqrt(v_hat) + eps)
+
+    State: ``exp_avg`` (m) and ``exp_avg_sq`` (v).
+
+    References
+    ----------
+    Loshchilov & Hutter (2019), "Decoupled Weight Decay Regularization", ICLR. https://arxiv.org/abs/1711.05101
+    """
+
+    decoupled = True
+
+    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)

@@ -1,0 +1,63 @@
+"""Gradient clipping by global norm, and the global gradient norm itself."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from .. import backend
+from ..parameter import Parameter
+from .base import check_positive
+
+
+def grad_norm(params: Iterable[Parameter]) -> float:
+    r"""Global L2 norm of all gradients together, ``sqrt(sum_p ||grad_p||^2)``.
+
+    One pass over each gradient (a dot product, no temporaries).
+    """
+    total = 0.0
+    for p in params:
+        g = p.grad.reshape(-1)
+        total += float(backend.xp.dot(g, g))
+    return math.sqrt(total)
+
+
+def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
+    r"""Clip gradients by their global norm, in place; return the norm before clipping.
+
+    Parameters
+    ----------
+    params : iterable of Parameter
+        Usually ``model.parameters()``; all gradients are treated as one vector.
+    max_norm : float
+        The threshold tau (> 0).
+
+    Returns
+    -------
+    float
+        ``||g||``, the global L2 norm of all gradients before clipping.
+
+    Notes
+    -----
+    The reference's rule, over the concatenation g of ALL parameters' gradients::
+
+        if ||g|| > tau:   g <- (tau / ||g||) g
+
+    so the direction is kept and the clipped global norm is exactly tau;
+    gradients with ``||g|| <= tau`` are left untouched. A non-finite norm
+    (NaN or inf gradients) is returned as is and the gradients are left
+    unchanged, so the caller can detect the divergence.
+
+    References
+    ----------
+    Pascanu, Mikolov & Bengio (2013), "On the difficulty of training recurrent neural networks", ICML.
+    """
+    tau = check_positive("max_norm", max_norm)
+    params = list(params)
+    norm = grad_norm(params)
+    if norm > tau and math.isfinite(norm):
+        scale = tau / norm
+        for p in params:
+            g = p.grad          # in place; not `p.grad *= scale`, which would copy back through the setter
+            g *= scale
+    return norm
