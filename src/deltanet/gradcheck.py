@@ -174,6 +174,8 @@ def gradcheck(target: Module | Loss, x: Any, y: Any = None, *, training: bool = 
             numeric[j] = (fp - fm) / (2 * eps)
         errors[name] = _rel_error(analytic[name].reshape(-1)[idx], numeric)
         checked[name] = int(idx.size)
+    if isinstance(target, Module):
+        restore()  # leave running statistics and random generators as they were
 
     result = GradcheckResult(errors=errors, tol=tol, checked=checked)
     if raise_on_fail and not result.passed:

@@ -48,6 +48,8 @@ class Loss:
             raise TypeError(f"{type(self).__name__}: output must be a float array, got dtype {output.dtype}")
         if output.ndim < 1:
             raise ValueError(f"{type(self).__name__}: output must have a batch axis, got a scalar")
+        if output.shape[0] == 0:
+            raise ValueError(f"{type(self).__name__}: got an empty batch (output shape {tuple(output.shape)})")
         check_finite(output, type(self).__name__ + " (network output)")
         return output
 
@@ -93,6 +95,10 @@ class SoftmaxCrossEntropy(Loss):
 
     the reference's delta^(L) = h^(L) - t, with the 1/B of the mini-batch
     average already applied, so layers below just sum over the batch.
+    (Probability rows that do not sum to 1 get the exact gradient
+    (y sum_i t_i - t) / B.) For ``(batch, ..., C)`` logits the mean runs over
+    every position; a ``sample_weight`` of shape ``(batch,)`` applies to all
+    positions of its sample.
     """
 
     name = "cross_entropy"
@@ -120,7 +126,7 @@ class SoftmaxCrossEntropy(Loss):
             t = xp.asarray(target, dtype=z.dtype).reshape(-1, n_classes)
             check_finite(t, "SoftmaxCrossEntropy (target)")
             per_sample = (t * (log_s - shifted)).sum(axis=1)              # -sum t log y
-            grad = y - t
+            grad = y * t.sum(axis=1, keepdims=True) - t                    # y - t when the row sums to 1
         elif target.shape == z.shape[:-1]:
             labels = self._labels(target, n_classes).reshape(-1)
             rows = xp.arange(n)
@@ -130,6 +136,8 @@ class SoftmaxCrossEntropy(Loss):
         else:
             raise ValueError(f"SoftmaxCrossEntropy: target must be labels of shape {tuple(z.shape[:-1])} or "
                              f"probabilities of shape {tuple(z.shape)}, got {tuple(target.shape)}")
+        if sample_weight is not None and z.ndim > 2 and numpy.size(sample_weight) == z.shape[0]:
+            sample_weight = xp.repeat(xp.asarray(sample_weight).reshape(-1), n // z.shape[0])  # one weight per sample
         w, total = self._weights(sample_weight, n, z.dtype)
         if w is None:
             loss = float(per_sample.sum()) / n
@@ -144,6 +152,7 @@ class SoftmaxCrossEntropy(Loss):
     def _labels(target: Any, n_classes: int) -> Any:
         xp = backend.xp
         if target.dtype.kind == "f":
+            check_finite(target, "SoftmaxCrossEntropy (labels)")
             if not bool(xp.all(target == xp.round(target))):
                 raise TypeError("SoftmaxCrossEntropy: float labels must be whole numbers; pass int labels or probabilities of shape (batch, C)")
             target = target.astype(xp.int64)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy
+
 from .base import Module, build
 
 
@@ -18,6 +20,12 @@ class Sequential(Module):
 
     Parameters are listed layer by layer and named ``"<index>.<name>"``
     (``"0.weight"``, ``"0.bias"``, ``"2.weight"``, ...).
+
+    A module may appear more than once (shared weights, e.g.
+    ``Sequential(lin, Tanh(), lin)``): its parameters are listed once and its
+    gradients add up over its uses. Each module keeps only its last forward
+    state, so for such a child the forward state of each use is saved (a
+    shallow copy of references) and put back before that use's backward.
     """
 
     def __init__(self, *modules: Module) -> None:
@@ -27,6 +35,12 @@ class Sequential(Module):
         for i, m in enumerate(modules):
             self.add_child(str(i), m)
         self._name_parameters()
+        counts: dict[int, int] = {}
+        for m in self.modules():
+            counts[id(m)] = counts.get(id(m), 0) + 1
+        self._keeps_state = [any(counts[id(s)] > 1 for s in m.modules()) for m in modules]
+        self._has_shared = any(self._keeps_state)
+        self._saved: list[Any] | None = None
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Module:
@@ -41,19 +55,35 @@ class Sequential(Module):
     def __len__(self) -> int:
         return len(self._children)
 
-    def __getitem__(self, i: int) -> Module:
+    def __getitem__(self, i: int | slice) -> Module:
+        if isinstance(i, slice):
+            return Sequential(*[m for _, m in self._children[i]])
         return self._children[i][1]
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self.children())
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        for _, m in self._children:
+        if not self._has_shared:
+            for _, m in self._children:
+                x = m.forward(x, training=training)
+            return x
+        self._saved = []  # a new list per pass: an enclosing container's snapshot holds the old one
+        for (_, m), keep in zip(self._children, self._keeps_state, strict=True):
             x = m.forward(x, training=training)
+            self._saved.append([(s, dict(s.__dict__)) for s in m.modules()] if keep else None)
         return x
 
     def backward(self, grad_out: Any) -> Any:
-        for _, m in reversed(self._children):
+        if not self._has_shared:
+            for _, m in reversed(self._children):
+                grad_out = m.backward(grad_out)
+            return grad_out
+        if self._saved is None:
+            raise self._missing_forward()
+        for (_, m), saved in zip(reversed(self._children), reversed(self._saved), strict=True):
+            for s, state in saved or ():
+                s.__dict__.update(state)     # this use's forward state (shared module)
             grad_out = m.backward(grad_out)
         return grad_out
 
@@ -107,8 +137,12 @@ class Residual(Module):
         return {"block": self.block.config(), "projection": self.projection.config() if self.projection else None}
 
     def forward(self, x: Any, training: bool = False) -> Any:
+        if not hasattr(x, "dtype"):
+            x = numpy.asarray(x)
         out = self.block.forward(x, training=training)
         skip = self.projection.forward(x, training=training) if self.projection is not None else x
+        if skip.dtype != out.dtype:
+            skip = skip.astype(out.dtype)    # mixed dtype: the skip follows the block (converted once)
         if out.shape != skip.shape:
             hint = "" if self.projection is not None else "; pass projection=Linear(d_in, d_out, bias=False) when the block changes the width"
             raise ValueError(f"Residual: block output shape {tuple(out.shape)} != skip shape {tuple(skip.shape)}{hint}")

@@ -7,6 +7,7 @@ from typing import Any
 import numpy
 
 from .. import backend
+from .activations import _as_float_array
 from .base import Module
 
 
@@ -45,8 +46,7 @@ class Dropout(Module):
         return [self.rng]
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        if not hasattr(x, "dtype"):
-            x = numpy.asarray(x, dtype=backend.get_default_dtype())
+        x = _as_float_array(self, x)
         self._seen = True
         if not training or self.rate == 0.0:
             self._mask = None

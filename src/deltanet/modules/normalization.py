@@ -55,7 +55,7 @@ class BatchNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: Any = None) -> None:
         super().__init__()
-        if not isinstance(num_features, int) or num_features < 1:
+        if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features < 1:
             raise ValueError(f"BatchNorm: num_features must be a positive int, got {num_features!r}")
         if not eps > 0:
             raise ValueError(f"BatchNorm: eps must be > 0, got {eps}")
