@@ -1,0 +1,822 @@
+"""The training loop: the reference's mini-batch gradient descent, with its convergence criteria.
+
+The loop the trainer runs is the one a user can write with the core's five
+plain calls; the trainer adds bookkeeping around it, never inside the math::
+
+    for epoch in 1, 2, ...:
+        perm = rng.permutation(n)                           # a fresh shuffle from a seeded generator
+        for idx in batches of perm:
+            out = model.forward(X[idx], training=True)      # 1. forward
+            loss = loss_fn.forward(out, y[idx])             # 2. loss (mean over this batch's own size)
+            model.zero_grad()
+            model.backward(loss_fn.backward())              # 3. backward (delta_L already / B)
+            gradient_hook(params)                           #    <- combine gradients across processes here
+            clip_grad_norm(params, clip_norm)               #    (optional)
+            optimizer.step()                                # 4. update
+            schedule.step_batch()
+        schedule.step(val_loss or train_loss)               # 5. once per epoch
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy
+
+from .. import backend
+from ..errors import NonFiniteError
+from ..losses import LOSSES, Loss, get_loss
+from ..modules.activations import softmax
+from ..modules.base import Module, build
+from ..optim import OPTIMIZERS, Optimizer, clip_grad_norm, get_optimizer, get_schedule
+from ..optim import schedules as schedules_module
+from ..optim.schedules import Schedule
+from ..parameter import Parameter
+from . import checkpoint as ckpt
+from .callbacks import Callback, CallbackList
+from .history import History
+from .metrics import (
+    Dataset,
+    check_task,
+    correct_count,
+    dead_fractions,
+    prepare_data,
+    prepare_inputs,
+    validation_split,
+)
+from .progress import ProgressBar
+from .stopping import EarlyStopping, GradNormThreshold, LossThreshold
+
+GradientHook = Callable[[list[Parameter]], None]
+
+
+class Trainer:
+    r"""Train a model by mini-batch gradient descent, with metrics, stopping criteria and checkpoints.
+
+    Parameters
+    ----------
+    model : Module
+        The network (its output: logits for the fused classification losses).
+    loss : str or Loss
+        ``"cross_entropy"`` (softmax + cross-entropy), ``"mse"``,
+        ``"binary_cross_entropy"``, or a :class:`~deltanet.losses.Loss`.
+    optimizer : str or Optimizer
+        ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` (built over
+        ``model.parameters()`` with ``lr``, ``l2`` and ``optimizer_kwargs``), or an
+        instance built by the caller.
+    lr : float, optional
+        Learning rate; None keeps the optimizer's default (Adam 1e-3, SGD 0.01).
+    schedule : None, str, Schedule or callable
+        A schedule name (``"cosine"``, ``"step"``, ``"exponential"``, ``"plateau"``,
+        ``"constant"``; built at the first ``fit`` with ``schedule_kwargs``, and
+        ``epochs`` / ``steps_per_epoch`` filled in), a Schedule over this trainer's
+        optimizer, or a callable ``optimizer -> Schedule``.
+    batch_size : int
+        Mini-batch size B. The last batch of an epoch holds the remaining
+        ``n mod B`` samples and its loss is averaged over its own size.
+    epochs : int
+        Epochs per ``fit`` call (the reference's maximum number of iterations T).
+    l2 : float
+        The reference's L2 penalty lambda: L_total = L + lambda/2 sum_l ||W^(l)||_F^2
+        over weights only (``decay=True`` parameters), implemented by the
+        optimizer's weight decay, which adds lambda W to the weight gradients
+        (for AdamW: its decoupled decay). 0 keeps the optimizer's default.
+    clip_norm : float, optional
+        Clip the global gradient norm to this value before each step.
+    seed : int or None
+        Seeds the shuffling, the validation split and -- at the first ``fit`` --
+        the model's dropout generators: the same seed gives bit-identical weights
+        and history on the same machine. None draws fresh entropy.
+    callbacks : iterable of Callback
+    progress : bool
+        Add a :class:`ProgressBar` on stderr.
+    stop_loss_below : float, optional
+        Stop when the epoch's training loss < this (:class:`LossThreshold`).
+    stop_grad_norm_below : float, optional
+        Stop when the epoch's mean gradient norm < this (:class:`GradNormThreshold`).
+    early_stopping : EarlyStopping, True, dict or None
+        Validation monitoring with patience / min_delta / restore-best (True: the defaults).
+    task : ``"classification"``, ``"regression"``, ``"multilabel"`` or None
+        None infers it from the loss (cross-entropy -> classification).
+    record_layers : bool
+        Record per-parameter gradient norms and dead-unit fractions in the history.
+
+    Other Parameters
+    ----------------
+    optimizer_kwargs : dict
+        More optimizer hyper-parameters (``momentum=0.9``, ``betas=...``) for a named optimizer.
+    schedule_kwargs : dict
+        Arguments of a named schedule (``step_size``, ``gamma``, ``warmup_epochs``, ...).
+    shuffle : bool
+        Shuffle the training set every epoch (default True).
+    eval_batch_size : int
+        Batch size of evaluation and prediction passes.
+    gradient_hook : callable, optional
+        ``hook(params)``, see Notes.
+    on_divergence : ``"stop"`` or ``"raise"``
+        What a non-finite loss or gradient does: stop the run (a ``RuntimeWarning``
+        and ``history.stop_reason == "diverged"``) or raise :class:`~deltanet.NonFiniteError`
+        after restoring the last good weights.
+    handle_interrupt : bool
+        Catch Ctrl-C (SIGINT) during ``fit`` and stop after the current batch
+        (a second Ctrl-C interrupts at once).
+
+    Attributes
+    ----------
+    history : History
+        Per-epoch records of every ``fit`` call so far.
+    epoch : int
+        The current (during ``fit``) or last completed epoch, 1-based, counted across ``fit`` calls.
+    stop_training : bool
+        Set it (from a callback) to stop after the current batch / epoch.
+    optimizer, schedule, loss, model, params, task
+
+    Notes
+    -----
+    **The gradient hook.** Between ``model.backward`` and clipping + the
+    optimizer step, every parameter's ``grad`` holds the gradient of this
+    process's batch. That is the one place where gradients can be combined
+    across processes for data-parallel training: set ``trainer.gradient_hook``
+    to a function of the parameter list that replaces each ``p.grad`` (in place)
+    by the average over processes, e.g. with mpi4py::
+
+        def allreduce_mean(params):
+            for p in params:
+                g = p.grad
+                comm.Allreduce(MPI.IN_PLACE, g, op=MPI.SUM)
+                g /= comm.size
+
+    (each process's loss gradient is already averaged over its own batch, so the
+    mean over equally sized shards is the gradient of the global batch).
+    ``Callback.on_after_backward(trainer)`` runs right after the hook, so the
+    clipping, the gradient norm in the history and the divergence check all see
+    the combined gradient.
+
+    **Divergence.** At the start of every epoch the trainer keeps a copy of the
+    weights, buffers, optimizer and schedule state (one copy per epoch). A NaN
+    or infinite loss, gradient norm or forward value stops training with a
+    message naming the epoch and batch, and puts that copy back.
+
+    **Interruption.** Ctrl-C during ``fit`` ends the run after the current
+    batch; the interrupted epoch is recorded (over the batches it ran), the
+    model keeps its weights, and ``fit`` can be called again.
+    """
+
+    def __init__(self, model: Module, loss: str | Loss = "cross_entropy", optimizer: str | Optimizer = "adam",
+                 lr: float | None = None, schedule: Any = None, batch_size: int = 32, epochs: int = 10,
+                 l2: float = 0.0, clip_norm: float | None = None, seed: int | None = 0,
+                 callbacks: Iterable[Callback] = (), progress: bool = False, stop_loss_below: float | None = None,
+                 stop_grad_norm_below: float | None = None, early_stopping: Any = None, task: str | None = None,
+                 record_layers: bool = True, *, optimizer_kwargs: dict[str, Any] | None = None,
+                 schedule_kwargs: dict[str, Any] | None = None, shuffle: bool = True, eval_batch_size: int = 1024,
+                 gradient_hook: GradientHook | None = None, on_divergence: str = "stop",
+                 handle_interrupt: bool = True) -> None:
+        if not isinstance(model, Module):
+            raise TypeError(f"Trainer: model must be a deltanet Module, got {type(model).__name__}")
+        self.model = model
+        self.params: list[Parameter] = model.parameters()
+        if not self.params:
+            raise ValueError("Trainer: the model has no trainable parameters")
+        self.loss: Loss = get_loss(loss)
+        self.task: str = check_task(task, self.loss)
+        self.batch_size = _positive_int("batch_size", batch_size)
+        self.epochs = _positive_int("epochs", epochs)
+        self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
+        self.l2 = _non_negative("l2", l2)
+        self.clip_norm = None if clip_norm is None else _positive("clip_norm", clip_norm)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)) or seed < 0):
+            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
+        self.seed = None if seed is None else int(seed)
+        self.record_layers = bool(record_layers)
+        self.shuffle = bool(shuffle)
+        if on_divergence not in ("stop", "raise"):
+            raise ValueError(f"on_divergence must be 'stop' or 'raise', got {on_divergence!r}")
+        self.on_divergence = on_divergence
+        self.handle_interrupt = bool(handle_interrupt)
+        self.gradient_hook = gradient_hook
+        self.optimizer = self._make_optimizer(optimizer, lr, optimizer_kwargs)
+        self.schedule: Schedule | None = None
+        self._schedule_spec: tuple[str, dict[str, Any]] | None = None
+        if isinstance(schedule, str):
+            self._schedule_spec = (schedule, dict(schedule_kwargs or {}))
+        elif schedule_kwargs:
+            raise ValueError("schedule_kwargs is only used with a schedule name (schedule='cosine', ...)")
+        else:
+            self.schedule = self._make_schedule(schedule)
+
+        # the reference's convergence criteria, checked in this order at the end of each epoch
+        self.criteria: list[Callback] = []
+        if stop_loss_below is not None:
+            self.criteria.append(LossThreshold(stop_loss_below))
+        if stop_grad_norm_below is not None:
+            self.criteria.append(GradNormThreshold(stop_grad_norm_below))
+        self.early_stopping = _make_early_stopping(early_stopping)
+        if self.early_stopping is not None:
+            self.criteria.append(self.early_stopping)
+        self.callbacks: list[Callback] = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+        self.progress = bool(progress)
+        self._progress_bar = ProgressBar() if self.progress else None
+
+        self.history = History()
+        self.history.task = self.task
+        self.epoch = 0
+        self.stop_training = False
+        self.stop_reason: str | None = None
+        self.stop_message: str | None = None
+        self.n_batches = 0
+        self.final_epoch = 0
+        self.has_validation = False
+        self.resuming = False
+        self._planned_end: int | None = None
+        self._resume_end: int | None = None
+        self._in_fit = False
+        self._interrupt_requested = False
+        self._batch = 0
+
+        seq = numpy.random.SeedSequence(self.seed)
+        shuffle_seq, self._split_seq, self._dropout_seq = seq.spawn(3)
+        self.rng = numpy.random.Generator(numpy.random.PCG64(shuffle_seq))
+        self._seeded = False
+
+    # -- construction helpers ---------------------------------------------------------
+    def _make_optimizer(self, optimizer: Any, lr: float | None, kwargs: dict[str, Any] | None) -> Optimizer:
+        if isinstance(optimizer, Optimizer):
+            if lr is not None or kwargs:
+                raise ValueError("Trainer: lr / optimizer_kwargs are for a named optimizer; set them on the optimizer instance")
+            own = {id(p) for p in optimizer.params}
+            if any(id(p) not in own for p in self.params):
+                raise ValueError("Trainer: the optimizer instance does not hold all of model.parameters(); "
+                                 "build it with Optimizer(model.parameters(), ...)")
+            wd = float(getattr(optimizer, "weight_decay", 0.0))
+            if self.l2 and wd != self.l2:
+                raise ValueError(f"Trainer: l2={self.l2} conflicts with the optimizer's weight_decay={wd}; "
+                                 "set weight_decay on the optimizer instance, or pass the optimizer by name")
+            return optimizer
+        if not isinstance(optimizer, str):
+            raise TypeError(f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or an Optimizer, got {type(optimizer).__name__}")
+        hyper = dict(kwargs or {})
+        if lr is not None:
+            hyper["lr"] = lr
+        if self.l2:
+            if "weight_decay" in hyper and hyper["weight_decay"] != self.l2:
+                raise ValueError("Trainer: pass the L2 penalty as l2= or as optimizer_kwargs['weight_decay'], not both")
+            hyper["weight_decay"] = self.l2
+        return get_optimizer(optimizer, self.params, **hyper)
+
+    def _make_schedule(self, schedule: Any) -> Schedule | None:
+        if schedule is None or isinstance(schedule, Schedule):
+            if schedule is not None and schedule.optimizer is not self.optimizer:
+                raise ValueError("Trainer: the schedule drives another optimizer; build it over trainer.optimizer "
+                                 "or pass a callable optimizer -> Schedule")
+            return schedule
+        if callable(schedule):
+            built = schedule(self.optimizer)
+            if not isinstance(built, Schedule):
+                raise TypeError(f"the schedule callable must return a Schedule, got {type(built).__name__}")
+            return built
+        raise TypeError(f"schedule must be None, a name, a Schedule or a callable, got {type(schedule).__name__}")
+
+    def _build_named_schedule(self, n_epochs: int) -> None:
+        name, kw = self._schedule_spec
+        kw = dict(kw)
+        kw.setdefault("epochs", n_epochs)
+        if kw.get("per_batch"):
+            kw.setdefault("steps_per_epoch", self.n_batches)
+        self.schedule = get_schedule(name, self.optimizer, **kw)
+        self._schedule_spec = None
+
+    @property
+    def decoupled_decay(self) -> bool:
+        """Whether the optimizer's weight decay is decoupled (AdamW): then it is not an L2 term of the loss."""
+        return bool(getattr(self.optimizer, "decoupled", False))
+
+    @property
+    def l2_in_loss(self) -> float:
+        """lambda of the L2 term counted in the training loss (0 when there is none or it is decoupled)."""
+        return 0.0 if self.decoupled_decay else float(getattr(self.optimizer, "weight_decay", 0.0))
+
+    @property
+    def callback_list(self) -> CallbackList:
+        """Criteria first (so user callbacks see their decision), then user callbacks, then the progress display."""
+        extra = [self._progress_bar] if self._progress_bar is not None else []
+        return CallbackList([*self.criteria, *self.callbacks, *extra])
+
+    @property
+    def lr(self) -> float:
+        """The optimizer's current learning rate."""
+        return float(self.optimizer.lr)
+
+    # -- stopping ---------------------------------------------------------------------
+    def request_stop(self, reason: str, message: str | None = None) -> None:
+        """Stop after the current batch (from a batch callback) or epoch; the first request wins."""
+        if self.stop_training and self.stop_reason is not None:
+            return
+        self.stop_training = True
+        self.stop_reason = reason
+        self.stop_message = message
+
+    def interrupt(self) -> None:
+        """Ask the running ``fit`` to stop after the current batch, as Ctrl-C does."""
+        self._interrupt_requested = True
+
+    def _sigint(self, signum: int, frame: Any) -> None:
+        if self._interrupt_requested:          # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._interrupt_requested = True
+
+    def _install_sigint(self) -> tuple[bool, Any]:
+        if not self.handle_interrupt or threading.current_thread() is not threading.main_thread():
+            return False, None
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._sigint)
+        return True, previous
+
+    # -- the loop -----------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, *, validation_data: tuple[Any, ...] | None = None, validation_fraction: float = 0.0,
+            sample_weight: Any = None, epochs: int | None = None) -> History:
+        """Train on ``(X, y)`` and return the history.
+
+        Parameters
+        ----------
+        X : array, shape ``(n_samples, n_features)`` (or more axes)
+            Converted once to the model's dtype; must be finite.
+        y : array, shape ``(n_samples,)`` or ``(n_samples, n_outputs)``
+            Integer class labels in [0, C) (or class probabilities) for
+            classification; targets otherwise.
+        validation_data : ``(X_val, y_val)`` or ``(X_val, y_val, sample_weight_val)``, optional
+        validation_fraction : float
+            Hold out this fraction of ``(X, y)`` for validation instead
+            (stratified by class for classification; the same split at every ``fit``).
+        sample_weight : array, shape ``(n_samples,)``, optional
+            Per-sample loss weights.
+        epochs : int, optional
+            Epochs to run in this call (default: ``self.epochs``; after
+            :meth:`resume` of a checkpoint saved mid-run, the epochs left of that run).
+
+        Returns
+        -------
+        History
+            ``self.history``: the records of every epoch so far; ``stop_reason``
+            and ``stop_message`` describe this call's end.
+        """
+        if self._in_fit:
+            raise RuntimeError("Trainer.fit is already running (called from a callback?)")
+        train, val = self._prepare(X, y, validation_data, validation_fraction, sample_weight)
+        n_epochs = self._epochs_for_call(epochs)
+        n = len(train)
+        self.n_batches = -(-n // self.batch_size)
+        self.has_validation = val is not None
+        if self._schedule_spec is not None:
+            self._build_named_schedule(n_epochs)
+        if not self._seeded:
+            self._seed_dropout()
+        self.final_epoch = self.epoch + n_epochs
+        self._planned_end = self.final_epoch
+        self.stop_training = False
+        self.stop_reason = self.stop_message = None
+        self._interrupt_requested = False
+        self.history.loss_includes_l2 = self.l2_in_loss > 0
+        self.history.task = self.task
+        callbacks = self.callback_list
+        self._in_fit = True
+        installed, previous = self._install_sigint()
+        try:
+            callbacks.on_train_begin(self)
+            self.resuming = False
+            # overflow on the way to a NaN/inf is caught and reported as divergence; NumPy's warnings would only add noise
+            with numpy.errstate(over="ignore", invalid="ignore"):
+                while self.epoch < self.final_epoch and not self.stop_training:
+                    self._run_epoch(train, val, callbacks)
+            if not self.stop_training:
+                self.stop_reason = "max_epochs"
+                self.stop_message = f"reached the maximum of {n_epochs} epoch{'s' if n_epochs != 1 else ''} (epoch {self.epoch})"
+            elif self.stop_reason is None:
+                self.stop_reason = "callback"
+            if self.stop_message is None:
+                self.stop_message = f"stopped by a callback at epoch {self.epoch}"
+            h = self.history
+            h.stop_reason, h.stop_message = self.stop_reason, self.stop_message
+            h.best_epoch = h.best("val_loss") if self.has_validation else h.best("train_loss")
+            callbacks.on_train_end(self, h)
+            self.stop_message = h.stop_message          # a callback may have added to it (early stopping's restore)
+        finally:
+            self._in_fit = False
+            self._planned_end = None
+            if installed:
+                signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        if self.stop_reason == "diverged" and self.on_divergence == "raise":
+            raise NonFiniteError(self.stop_message)
+        return self.history
+
+    def _epochs_for_call(self, epochs: int | None) -> int:
+        if epochs is not None:
+            if isinstance(epochs, bool) or not isinstance(epochs, (int, numpy.integer)) or epochs < 0:
+                raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+            self._resume_end = None
+            return int(epochs)
+        resume_end, self._resume_end = self._resume_end, None
+        if resume_end is not None and resume_end > self.epoch:
+            return resume_end - self.epoch
+        return self.epochs
+
+    def _prepare(self, X: Any, y: Any, validation_data: Any, validation_fraction: float,
+                 sample_weight: Any) -> tuple[Dataset, Dataset | None]:
+        train = prepare_data(self.model, X, y, self.task, sample_weight)
+        if validation_data is not None and validation_fraction:
+            raise ValueError("pass validation_data or validation_fraction, not both")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("validation_data must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val)")
+            val = prepare_data(self.model, *validation_data[:2], self.task,
+                               validation_data[2] if len(validation_data) == 3 else None, name="X_val")
+            if val.X.shape[1:] != train.X.shape[1:]:
+                raise ValueError(f"X_val has samples of shape {tuple(val.X.shape[1:])}, X has {tuple(train.X.shape[1:])}")
+            return train, val
+        if validation_fraction:
+            split_rng = numpy.random.Generator(numpy.random.PCG64(self._split_seq))    # the same split every fit
+            tr, va = validation_split(train.y, float(validation_fraction), split_rng,
+                                      stratify=self.task == "classification")
+            return train.take(tr), train.take(va)
+        return train, None
+
+    def _seed_dropout(self) -> None:
+        """Reseed the model's dropout generators from the trainer's seed (once, at the first fit)."""
+        if self.seed is not None:
+            gens = self.model.generators()
+            for gen, child in zip(gens, self._dropout_seq.spawn(len(gens)), strict=True):
+                gen.bit_generator.state = type(gen.bit_generator)(child).state
+        self._seeded = True
+
+    def _snapshot(self) -> dict[str, Any]:
+        xp = backend.xp
+        return {"model": {k: xp.array(v, copy=True) for k, v in self.model.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(),
+                "schedule": None if self.schedule is None else self.schedule.state_dict()}
+
+    def _restore(self, snap: dict[str, Any]) -> None:
+        self.model.load_state_dict(snap["model"])
+        self.optimizer.load_state_dict(snap["optimizer"])
+        if snap["schedule"] is not None:
+            self.schedule.load_state_dict(snap["schedule"])
+
+    def _run_epoch(self, train: Dataset, val: Dataset | None, callbacks: CallbackList) -> None:
+        start = time.perf_counter()
+        good = self._snapshot()
+        self.epoch += 1
+        epoch = self.epoch
+        callbacks.on_epoch_begin(self, epoch)
+        n, bs = len(train), self.batch_size
+        # the permutation comes from the seeded host generator; on a GPU backend it moves to the device once per epoch
+        perm = backend.xp.asarray(self.rng.permutation(n) if self.shuffle else numpy.arange(n))
+        last_full = self.n_batches if (n % bs == 0 or self.n_batches == 1) else self.n_batches - 1
+        weighted = train.sample_weight is not None
+        loss_sum = weight_sum = correct = grad_norm_sum = 0.0
+        layer_sums = numpy.zeros(len(self.params)) if self.record_layers else None
+        dead: dict[str, float] = {}
+        lr = self.lr
+        batches = 0
+        for b in range(self.n_batches):
+            batch = b + 1
+            self._batch = batch
+            idx = perm[b * bs:(b + 1) * bs]
+            xb, yb = train.X[idx], train.y[idx]
+            wb = train.sample_weight[idx] if weighted else None
+            callbacks.on_batch_begin(self, batch)
+            lr = self.lr
+            step = self._train_step(xb, yb, wb, callbacks)
+            if isinstance(step, str):
+                self._diverged(epoch, batch, step, good, callbacks)
+                return
+            loss, out, sq = step
+            batches += 1
+            size = float(wb.sum()) if weighted else float(len(idx))
+            loss_sum += loss * size
+            weight_sum += size
+            if self.task in ("classification", "multilabel"):
+                correct += correct_count(out, yb, self.task)
+            grad_norm_sum += math.sqrt(sum(sq))
+            if layer_sums is not None:
+                layer_sums += numpy.sqrt(sq)
+                if batch == last_full:
+                    dead = dead_fractions(self.model)
+            callbacks.on_batch_end(self, batch, loss)
+            if self._interrupt_requested and not self.stop_training:
+                self.request_stop("interrupted", f"interrupted (Ctrl-C) at epoch {epoch}, batch {batch}/{self.n_batches}; "
+                                                 f"the model keeps the weights after that batch")
+            if self.stop_training:
+                break
+        seen = sum(min(bs, n - b * bs) for b in range(batches))
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": loss_sum / weight_sum,
+            "val_loss": None,
+            "train_accuracy": correct / seen if self.task in ("classification", "multilabel") else None,
+            "val_accuracy": None,
+            "lr": lr,
+            "grad_norm": grad_norm_sum / batches,
+            "time": 0.0,
+            "layer_grad_norms": ({p.name: float(s / batches) for p, s in zip(self.params, layer_sums, strict=True)}
+                                 if layer_sums is not None else {}),
+            "dead_fraction": dead,
+        }
+        if val is not None:
+            metrics = self._evaluate(val)
+            record["val_loss"] = metrics["loss"]
+            record["val_accuracy"] = metrics.get("accuracy")
+        if self.schedule is not None:
+            metric = record["val_loss"] if record["val_loss"] is not None else record["train_loss"]
+            self.schedule.step(metric)
+        record["time"] = time.perf_counter() - start
+        self.history.append(record)
+        callbacks.on_epoch_end(self, epoch, record)
+
+    def _train_step(self, xb: Any, yb: Any, wb: Any, callbacks: CallbackList) -> tuple[float, Any, list[float]] | str:
+        """One update; returns (loss, output, per-parameter squared gradient norms) or what went non-finite."""
+        xp = backend.xp
+        try:
+            out = self.model.forward(xb, training=True)
+            loss = self.loss.forward(out, yb, wb)
+        except NonFiniteError as exc:
+            return f"a NaN or infinite value in the forward pass ({exc})"
+        lam = self.l2_in_loss
+        if lam:
+            loss += 0.5 * lam * sum(float(xp.vdot(p.value, p.value)) for p in self.params if p.decay)
+        if not math.isfinite(loss):
+            return f"the loss is {loss}"
+        self.model.zero_grad()
+        self.model.backward(self.loss.backward())
+        # -- gradients are complete here: combine them across processes (see the class Notes) --
+        if self.gradient_hook is not None:
+            self.gradient_hook(self.params)
+        callbacks.on_after_backward(self)
+        sq = []
+        for p in self.params:
+            g = p.grad.reshape(-1)
+            sq.append(float(xp.dot(g, g)))
+        total = math.sqrt(sum(sq))
+        if not math.isfinite(total):
+            return f"the gradient norm is {total}"
+        if self.clip_norm is not None:
+            clip_grad_norm(self.params, self.clip_norm)
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step_batch()
+        return loss, out, sq
+
+    def _diverged(self, epoch: int, batch: int, what: str, good: dict[str, Any], callbacks: CallbackList) -> None:
+        self._restore(good)
+        self.epoch = epoch - 1
+        kept = f"the end of epoch {self.epoch}" if self.epoch else "before training"
+        msg = (f"training diverged at epoch {epoch}, batch {batch}/{self.n_batches}: {what}; the model keeps the "
+               f"weights from {kept}. Lower the learning rate (lr={self.lr:g}) or set clip_norm")
+        self.stop_training = True
+        self.stop_reason = "diverged"
+        self.stop_message = msg
+        if self.on_divergence == "stop":
+            warnings.warn(msg, RuntimeWarning, stacklevel=4)
+
+    # -- evaluation -------------------------------------------------------------------------
+    def _evaluate(self, data: Dataset) -> dict[str, float]:
+        n = len(data)
+        total = loss_sum = correct = 0.0
+        for start in range(0, n, self.eval_batch_size):
+            sl = slice(start, start + self.eval_batch_size)
+            xb, yb = data.X[sl], data.y[sl]
+            wb = None if data.sample_weight is None else data.sample_weight[sl]
+            out = self.model.forward(xb, training=False)
+            size = float(wb.sum()) if wb is not None else float(xb.shape[0])
+            if size > 0:
+                loss_sum += self.loss.forward(out, yb, wb) * size
+                total += size
+            if self.task in ("classification", "multilabel"):
+                correct += correct_count(out, yb, self.task)
+        result = {"loss": loss_sum / total if total else float("nan")}
+        if self.task in ("classification", "multilabel"):
+            result["accuracy"] = correct / n
+        return result
+
+    def evaluate(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, float]:
+        """Mean loss (eval mode, no L2 term) and, for classification / multilabel, accuracy on ``(X, y)``."""
+        return self._evaluate(prepare_data(self.model, X, y, self.task, sample_weight))
+
+    def predict(self, X: Any, batch_size: int | None = None) -> Any:
+        """The model's outputs (logits for the fused losses) in eval mode, computed ``batch_size`` rows at a time."""
+        X = prepare_inputs(self.model, X)
+        bs = _positive_int("batch_size", batch_size or self.eval_batch_size)
+        outs = [self.model.forward(X[s:s + bs], training=False) for s in range(0, X.shape[0], bs)]
+        return outs[0] if len(outs) == 1 else backend.xp.concatenate(outs, axis=0)
+
+    def predict_proba(self, X: Any, batch_size: int | None = None) -> Any:
+        """Class probabilities: softmax of the logits (classification) or sigmoid per label (multilabel)."""
+        z = self.predict(X, batch_size)
+        if self.task == "classification":
+            return softmax(z, axis=-1)
+        if self.task == "multilabel":
+            xp = backend.xp
+            e = xp.exp(-xp.abs(z))
+            return xp.where(z >= 0, 1.0, e).astype(z.dtype, copy=False) / (1.0 + e)
+        raise ValueError(f"predict_proba needs a classification or multilabel task, this trainer's task is {self.task!r}")
+
+    # -- state and checkpoints ----------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this trainer (JSON-ready; the optimizer is in the state)."""
+        loss_name = self.loss.name if LOSSES.get(self.loss.name) is type(self.loss) else type(self.loss).__name__
+        return {"loss": loss_name, "batch_size": self.batch_size, "epochs": self.epochs, "l2": self.l2,
+                "clip_norm": self.clip_norm, "seed": self.seed,
+                "stop_loss_below": _criterion(self.criteria, LossThreshold),
+                "stop_grad_norm_below": _criterion(self.criteria, GradNormThreshold),
+                "early_stopping": None if self.early_stopping is None else self.early_stopping.config(),
+                "task": self.task, "record_layers": self.record_layers, "shuffle": self.shuffle,
+                "eval_batch_size": self.eval_batch_size, "on_divergence": self.on_divergence}
+
+    def _stateful_callbacks(self) -> dict[str, Callback]:
+        named: dict[str, Callback] = {}
+        if self.early_stopping is not None:
+            named["early_stopping"] = self.early_stopping
+        for i, cb in enumerate(self.callbacks):
+            named[f"callbacks.{i}.{type(cb).__name__}"] = cb
+        return named
+
+    def state_dict(self) -> dict[str, Any]:
+        """The full training state: everything a resumed run needs to continue bit for bit.
+
+        Weights and buffers, optimizer state, schedule state, generator states
+        (shuffle and dropout), epoch, history, callback states and the trainer's
+        configuration. Arrays are copies.
+        """
+        xp = backend.xp
+        finished = self.stop_reason not in (None, "interrupted")
+        planned = self._planned_end if self._in_fit and not finished else None
+        try:
+            model_config = self.model.config()
+            json.dumps(model_config)
+        except (TypeError, ValueError, NotImplementedError):
+            model_config = None
+        callbacks = {}
+        for key, cb in self._stateful_callbacks().items():
+            st = cb.state_dict()
+            if st is not None:
+                callbacks[key] = st
+        return {
+            "trainer": self.config(),
+            "model_config": model_config,
+            "model": {k: xp.array(v, copy=True) for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": None if self.schedule is None else self.schedule.state_dict(),
+            "schedule_spec": None if self._schedule_spec is None else {"name": self._schedule_spec[0],
+                                                                      "kwargs": self._schedule_spec[1]},
+            "rng": {"shuffle": ckpt.rng_state(self.rng), "dropout": [ckpt.rng_state(g) for g in self.model.generators()],
+                    "seeded": self._seeded},
+            "epoch": self.epoch,
+            "planned_end_epoch": planned,
+            "history": self.history.to_dict(),
+            "callbacks": callbacks,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (from this trainer or a checkpoint of the same model)."""
+        if self._in_fit:
+            raise RuntimeError("Trainer.load_state_dict cannot run during fit")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        sched = state.get("schedule")
+        if sched is not None:
+            if self.schedule is None:
+                self.schedule = _rebuild_schedule(sched, self.optimizer)
+            self.schedule.load_state_dict(sched)
+            self._schedule_spec = None
+        elif state.get("schedule_spec") is not None and self.schedule is None:
+            spec = state["schedule_spec"]
+            self._schedule_spec = (spec["name"], dict(spec["kwargs"]))
+        rng = state["rng"]
+        ckpt.set_rng_state(self.rng, rng["shuffle"])
+        gens = self.model.generators()
+        if len(gens) != len(rng["dropout"]):
+            raise ValueError(f"the checkpoint has {len(rng['dropout'])} dropout generators, the model {len(gens)}")
+        for gen, st in zip(gens, rng["dropout"], strict=True):
+            ckpt.set_rng_state(gen, st)
+        self._seeded = bool(rng["seeded"])
+        self.epoch = int(state["epoch"])
+        self.history = History.from_dict(state["history"])
+        named = self._stateful_callbacks()
+        for key, st in state.get("callbacks", {}).items():
+            if key in named:
+                named[key].load_state_dict(st)
+        planned = state.get("planned_end_epoch")
+        self._resume_end = planned
+        self.resuming = planned is not None and planned > self.epoch
+
+    def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`state_dict` to ``path`` (``.npz`` + JSON, no pickle; atomic)."""
+        ckpt.save_state(path, self.state_dict())
+
+    def resume(self, path: str | os.PathLike[str]) -> Trainer:
+        """Load a checkpoint into this trainer (same model architecture); ``fit`` then continues the run."""
+        self.load_state_dict(ckpt.load_state(path))
+        return self
+
+    @classmethod
+    def load_checkpoint(cls, path: str | os.PathLike[str], model: Module | None = None, **overrides: Any) -> Trainer:
+        """Rebuild a trainer (and, unless given, its model) from a checkpoint file.
+
+        ``overrides`` replace constructor arguments: pass ``callbacks=...``,
+        ``progress=True``, or ``loss=`` / ``schedule=`` objects that the file
+        cannot describe (user-defined classes).
+        """
+        state = ckpt.load_state(path)
+        if model is None:
+            if state.get("model_config") is None:
+                raise ValueError(f"{os.fspath(path)!r}: the model has no config to rebuild it from; pass model=")
+            model = build(state["model_config"])
+        kwargs = dict(state["trainer"])
+        kwargs.update(overrides)
+        if "optimizer" not in overrides:
+            opt_state = state["optimizer"]
+            by_class = {c.__name__: c for c in OPTIMIZERS.values()}
+            opt_cls = by_class.get(opt_state["type"])
+            if opt_cls is None:
+                raise ValueError(f"unknown optimizer {opt_state['type']!r} in the checkpoint; pass optimizer=")
+            hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in opt_state["hyperparameters"].items()}
+            kwargs["optimizer"] = opt_cls(model.parameters(), **hyper)
+        if isinstance(kwargs.get("loss"), str) and kwargs["loss"] not in LOSSES:
+            by_class = {c.__name__: c for c in LOSSES.values()}
+            if kwargs["loss"] not in by_class:
+                raise ValueError(f"unknown loss {kwargs['loss']!r} in the checkpoint; pass loss=")
+            kwargs["loss"] = by_class[kwargs["loss"]]()
+        trainer = cls(model, **kwargs)
+        trainer.load_state_dict(state)
+        return trainer
+
+    def __repr__(self) -> str:
+        return (f"Trainer(loss={type(self.loss).__name__}, optimizer={self.optimizer!r}, batch_size={self.batch_size}, "
+                f"epochs={self.epochs}, task={self.task!r}, epoch={self.epoch})")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _positive_int(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, numpy.integer)) or v < 1:
+        raise ValueError(f"{name} must be a positive int, got {v!r}")
+    return int(v)
+
+
+def _non_negative(name: str, v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a number, got {v!r}") from exc
+    if not (f >= 0 and math.isfinite(f)):
+        raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+    return f
+
+
+def _positive(name: str, v: Any) -> float:
+    f = _non_negative(name, v)
+    if f == 0:
+        raise ValueError(f"{name} must be > 0, got {v}")
+    return f
+
+
+def _make_early_stopping(spec: Any) -> EarlyStopping | None:
+    if spec is None or spec is False:
+        return None
+    if spec is True:
+        return EarlyStopping()
+    if isinstance(spec, EarlyStopping):
+        return spec
+    if isinstance(spec, dict):
+        return EarlyStopping(**spec)
+    raise TypeError(f"early_stopping must be None, True, a dict of EarlyStopping arguments or an EarlyStopping, "
+                    f"got {type(spec).__name__}")
+
+
+def _criterion(criteria: list[Callback], kind: type) -> float | None:
+    for c in criteria:
+        if type(c) is kind:
+            return c.threshold
+    return None
+
+
+def _rebuild_schedule(state: dict[str, Any], optimizer: Optimizer) -> Schedule:
+    """A schedule of the type and hyper-parameters recorded in its ``state_dict``."""
+    cls = getattr(schedules_module, state.get("type", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, Schedule)):
+        raise ValueError(f"cannot rebuild schedule {state.get('type')!r} from a checkpoint; pass schedule= "
+                         "(a Schedule over the trainer's optimizer)")
+    hyper = dict(state.get("hyperparameters", {}))
+    if cls is schedules_module.LinearWarmup:
+        return cls(_rebuild_schedule(state["schedule"], optimizer), **hyper)
+    return cls(optimizer, **hyper)
+
+
+__all__ = ["Trainer"]
