@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy
 
 from .. import backend
+from ..io import atomic_write
 
 #: Written into every checkpoint; loading checks it.
 FORMAT = "deltanet.checkpoint"
@@ -78,19 +78,8 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     arrays: dict[str, numpy.ndarray] = {}
     meta = {"format": FORMAT, "version": VERSION, "state": flatten(state, arrays)}
     text = json.dumps(meta, allow_nan=True)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            numpy.savez(f, **{_META: numpy.array(text)}, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path) as f:
+        numpy.savez(f, **{_META: numpy.array(text)}, **arrays)
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:

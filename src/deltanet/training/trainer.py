@@ -531,7 +531,11 @@ class Trainer:
             "dead_fraction": dead,
         }
         if val is not None:
-            metrics = self._evaluate(val)
+            try:
+                metrics = self._evaluate(val)
+            except NonFiniteError as exc:  # the epoch's last step left non-finite weights
+                self._diverged(epoch, self._batch, f"a NaN or infinite value in the validation pass ({exc})", good, callbacks)
+                return
             record["val_loss"] = metrics["loss"]
             record["val_accuracy"] = metrics.get("accuracy")
         if self.schedule is not None:

@@ -1,0 +1,5 @@
+"""``python -m deltanet``: the ``deltanet`` command."""
+
+from .cli import main
+
+raise SystemExit(main())
