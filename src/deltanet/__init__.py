@@ -3,11 +3,15 @@
 >>> import deltanet as dn
 >>> net = dn.Sequential(dn.Linear(4, 16, init="he"), dn.ReLU(), dn.Linear(16, 3))
 >>> loss_fn = dn.SoftmaxCrossEntropy()
+
+Subpackages: :mod:`deltanet.optim` (optimizers, schedules, clipping),
+:mod:`deltanet.training` (the Trainer), :mod:`deltanet.data` (datasets),
+:mod:`deltanet.sklearn` (scikit-learn estimators, needs the ``sklearn`` extra).
 """
 
 from __future__ import annotations
 
-from . import backend, init
+from . import backend, data, init, optim, training
 from .architecture import count_flops, geometric_hidden_sizes, mlp
 from .backend import get_default_dtype, set_default_dtype
 from .errors import GradcheckError, NonFiniteError
@@ -15,27 +19,34 @@ from .gradcheck import GradcheckResult, gradcheck
 from .io import load, load_model_file, save
 from .losses import BinaryCrossEntropyWithLogits, Loss, MeanSquaredError, SoftmaxCrossEntropy, get_loss
 from .modules import (
+    GELU,
     BatchNorm,
+    ClassToken,
+    DenseBlock,
     Dropout,
     Identity,
+    LayerNorm,
     LeakyReLU,
     Linear,
+    MeanPool,
     Module,
+    MultiHeadSelfAttention,
+    PositionalEmbedding,
     ReLU,
     Residual,
+    ScaledDotProductAttention,
     Sequential,
     Sigmoid,
+    SinusoidalPositionalEncoding,
     Softmax,
     Tanh,
+    TokenPool,
+    TransformerEncoderBlock,
     build,
+    dense_block,
+    set_mask,
+    transformer_classifier,
 )
-from .modules.attention import MultiHeadSelfAttention, ScaledDotProductAttention, set_mask
-from .modules.dense import DenseBlock, dense_block
-from .modules.gelu import GELU
-from .modules.layernorm import LayerNorm
-from .modules.pooling import ClassToken, MeanPool, TokenPool
-from .modules.positional import PositionalEmbedding, SinusoidalPositionalEncoding
-from .modules.transformer import TransformerEncoderBlock, transformer_classifier
 from .parameter import Parameter
 from .training import (
     Callback,
@@ -51,16 +62,13 @@ from .training import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "BatchNorm", "BinaryCrossEntropyWithLogits", "Dropout", "GradcheckError", "GradcheckResult", "Identity",
-    "LeakyReLU", "Linear", "Loss", "MeanSquaredError", "Module", "NonFiniteError", "Parameter", "ReLU", "Residual",
-    "Sequential", "Sigmoid", "Softmax", "SoftmaxCrossEntropy", "Tanh", "backend", "build", "count_flops",
-    "get_default_dtype", "get_loss", "geometric_hidden_sizes", "gradcheck", "init", "mlp", "set_default_dtype",
+    "GELU", "BatchNorm", "BinaryCrossEntropyWithLogits", "Callback", "ClassToken", "DenseBlock", "Dropout",
+    "EarlyStopping", "GradNormThreshold", "GradcheckError", "GradcheckResult", "History", "Identity", "LayerNorm",
+    "LeakyReLU", "Linear", "Loss", "LossThreshold", "MeanPool", "MeanSquaredError", "ModelCheckpoint", "Module",
+    "MultiHeadSelfAttention", "NonFiniteError", "Parameter", "PositionalEmbedding", "ProgressBar", "ReLU", "Residual",
+    "ScaledDotProductAttention", "Sequential", "Sigmoid", "SinusoidalPositionalEncoding", "Softmax",
+    "SoftmaxCrossEntropy", "Tanh", "TokenPool", "Trainer", "TransformerEncoderBlock", "backend", "build",
+    "count_flops", "data", "dense_block", "geometric_hidden_sizes", "get_default_dtype", "get_loss", "gradcheck",
+    "init", "load", "load_model_file", "mlp", "optim", "save", "set_default_dtype", "set_mask", "training",
+    "transformer_classifier",
 ]
-__all__ += [
-    "ClassToken", "DenseBlock", "GELU", "LayerNorm", "MeanPool", "MultiHeadSelfAttention", "PositionalEmbedding",
-    "ScaledDotProductAttention", "SinusoidalPositionalEncoding", "TokenPool", "TransformerEncoderBlock", "dense_block",
-    "set_mask", "transformer_classifier",
-]
-__all__ += ["load", "load_model_file", "save"]
-__all__ += ["Callback", "EarlyStopping", "GradNormThreshold", "History", "LossThreshold", "ModelCheckpoint",
-            "ProgressBar", "Trainer"]
