@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import backend
@@ -36,6 +36,9 @@ class Adam(Optimizer):
         L2 penalty lambda (>= 0) added to the gradient of parameters marked for
         decay, *before* the moment estimates (so the penalty is rescaled by the
         adaptive denominator; see :class:`AdamW` for the decoupled form).
+    fused : bool
+        Update all parameters of a dtype at once over flat buffers (default; see
+        :class:`~deltanet.optim.Optimizer`). Same results as ``fused=False``.
 
     Notes
     -----
@@ -64,8 +67,8 @@ class Adam(Optimizer):
     decoupled = False
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr)
+                 eps: float = 1e-8, weight_decay: float = 0.0, *, fused: bool = True) -> None:
+        super().__init__(params, lr, fused=fused)
         self.betas = check_betas(betas)
         self.eps = check_positive("eps", eps, allow_zero=True)
         self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
@@ -73,19 +76,24 @@ class Adam(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
 
-    def _update(self, p: Parameter, state: dict[str, Any]) -> None:
+    def state_keys(self) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq")
+
+    def _rule(self, w: Any, grad: Any, state: dict[str, Any], work: Sequence[Any], decay: bool) -> None:
+        # passes over memory: 12, +2 for L2 (Adam) or +1 for decoupled decay (AdamW)
         xp = backend.xp
         beta1, beta2 = self.betas
         t = self.step_count
-        if self.decoupled:
-            if self.weight_decay and p.decay:
-                p.value *= 1.0 - self.lr * self.weight_decay      # W = W - alpha lambda W
-            g = p.grad
-        else:
-            g = self._grad_with_l2(p, self.weight_decay, slot=0)  # g = grad + lambda W
-        m = self._buffer(state, "exp_avg", p.value)
-        v = self._buffer(state, "exp_avg_sq", p.value)
-        tmp = self._work(p, slot=1)
+        l2, tmp = work
+        g = grad
+        if decay and self.weight_decay:
+            if self.decoupled:
+                w *= 1.0 - self.lr * self.weight_decay            # W = W - alpha lambda W
+            else:
+                xp.multiply(w, self.weight_decay, out=l2)         # g = grad + lambda W
+                l2 += grad
+                g = l2
+        m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= beta1                                                # m = beta1 m + (1 - beta1) g
         xp.multiply(g, 1.0 - beta1, out=tmp)
         m += tmp
@@ -98,7 +106,7 @@ class Adam(Optimizer):
         tmp += self.eps * root_bc2
         xp.divide(m, tmp, out=tmp)                                # W = W - alpha m_hat / (sqrt(v_hat) + eps)
         tmp *= self.lr * root_bc2 / (1.0 - beta1**t)
-        p.value -= tmp
+        w -= tmp
 
 
 class AdamW(Adam):
@@ -117,6 +125,9 @@ class AdamW(Adam):
         Decoupled decay rate lambda (>= 0): each step shrinks the parameters
         marked for decay by the factor ``1 - alpha * lambda`` directly, outside
         the adaptive moment estimates.
+    fused : bool
+        Update all parameters of a dtype at once over flat buffers (default; see
+        :class:`~deltanet.optim.Optimizer`). Same results as ``fused=False``.
 
     Notes
     -----
@@ -139,5 +150,5 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 1e-2) -> None:
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+                 eps: float = 1e-8, weight_decay: float = 1e-2, *, fused: bool = True) -> None:
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused)

@@ -8,18 +8,21 @@ from collections.abc import Iterable
 from .. import backend
 from ..parameter import Parameter
 from .base import check_positive
+from .flat import flat_grads
 
 
 def grad_norm(params: Iterable[Parameter]) -> float:
     r"""Global L2 norm of all gradients together, ``sqrt(sum_p ||grad_p||^2)``.
 
-    One pass over each gradient (a dot product, no temporaries).
+    One pass over each gradient (a dot product, no temporaries); when the
+    parameters are exactly those of flat buffers (:mod:`deltanet.optim.flat`,
+    built by a fused optimizer), one dot product per buffer.
     """
-    total = 0.0
-    for p in params:
-        g = p.grad.reshape(-1)
-        total += float(backend.xp.dot(g, g))
-    return math.sqrt(total)
+    params = list(params)
+    grads = flat_grads(params)
+    if grads is None:
+        grads = [p.grad.reshape(-1) for p in params]
+    return math.sqrt(sum(float(backend.xp.dot(g, g)) for g in grads))
 
 
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
@@ -57,7 +60,7 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
     norm = grad_norm(params)
     if norm > tau and math.isfinite(norm):
         scale = tau / norm
-        for p in params:
-            g = p.grad          # in place; not `p.grad *= scale`, which would copy back through the setter
-            g *= scale
+        grads = flat_grads(params)          # one pass per flat buffer, when the parameters are flat
+        for g in grads if grads is not None else [p.grad for p in params]:
+            g *= scale      # in place; not `p.grad *= scale`, which would copy back through the setter
     return norm

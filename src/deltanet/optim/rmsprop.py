@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import backend
@@ -30,6 +30,9 @@ class RMSprop(Optimizer):
     centered : bool
         Divide by an estimate of the gradient's standard deviation instead of
         its root mean square (Graves, 2013).
+    fused : bool
+        Update all parameters of a dtype at once over flat buffers (default; see
+        :class:`~deltanet.optim.Optimizer`). Same results as ``fused=False``.
 
     Notes
     -----
@@ -57,8 +60,8 @@ class RMSprop(Optimizer):
     """
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
-                 momentum: float = 0.0, weight_decay: float = 0.0, centered: bool = False) -> None:
-        super().__init__(params, lr)
+                 momentum: float = 0.0, weight_decay: float = 0.0, centered: bool = False, *, fused: bool = True) -> None:
+        super().__init__(params, lr, fused=fused)
         self.alpha = check_unit_interval("alpha", alpha)
         self.eps = check_positive("eps", eps, allow_zero=True)
         self.momentum = check_unit_interval("momentum", momentum)
@@ -69,18 +72,26 @@ class RMSprop(Optimizer):
         return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
                 "weight_decay": self.weight_decay, "centered": self.centered}
 
-    def _update(self, p: Parameter, state: dict[str, Any]) -> None:
+    def state_keys(self) -> tuple[str, ...]:
+        return ("square_avg",) + (("grad_avg",) if self.centered else ()) + (("momentum_buffer",) if self.momentum else ())
+
+    def _rule(self, w: Any, grad: Any, state: dict[str, Any], work: Sequence[Any], decay: bool) -> None:
+        # passes over memory: 9, +2 with weight decay, +5 centered, +1 with momentum
         xp = backend.xp
         rho = self.alpha
-        g = self._grad_with_l2(p, self.weight_decay, slot=0)     # g = grad + lambda W
-        v = self._buffer(state, "square_avg", p.value)
-        tmp = self._work(p, slot=1)
+        l2, tmp = work
+        g = grad
+        if decay and self.weight_decay:
+            xp.multiply(w, self.weight_decay, out=l2)             # g = grad + lambda W
+            l2 += grad
+            g = l2
+        v = state["square_avg"]
         v *= rho                                                  # v = rho v + (1 - rho) g^2
         xp.multiply(g, g, out=tmp)
         tmp *= 1.0 - rho
         v += tmp
         if self.centered:
-            a = self._buffer(state, "grad_avg", p.value)
+            a = state["grad_avg"]
             a *= rho                                              # a = rho a + (1 - rho) g
             xp.multiply(g, 1.0 - rho, out=tmp)
             a += tmp
@@ -92,10 +103,10 @@ class RMSprop(Optimizer):
         tmp += self.eps                                           # sqrt(s) + eps
         xp.divide(g, tmp, out=tmp)                                # g / (sqrt(s) + eps)
         if self.momentum:
-            b = self._buffer(state, "momentum_buffer", p.value)
+            b = state["momentum_buffer"]
             b *= self.momentum                                    # b = mu b + g / (sqrt(s) + eps)
             b += tmp
             xp.multiply(b, self.lr, out=tmp)                      # W = W - alpha b
         else:
             tmp *= self.lr                                        # W = W - alpha g / (sqrt(s) + eps)
-        p.value -= tmp
+        w -= tmp

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import backend
@@ -25,6 +25,9 @@ class SGD(Optimizer):
     weight_decay : float
         L2 penalty lambda (>= 0): adds ``lambda * W`` to the gradient of each
         parameter marked for decay, i.e. minimizes ``L + lambda/2 ||W||^2``.
+    fused : bool
+        Update all parameters of a dtype at once over flat buffers (default; see
+        :class:`~deltanet.optim.Optimizer`). Same results as ``fused=False``.
 
     Notes
     -----
@@ -32,8 +35,7 @@ class SGD(Optimizer):
 
         g <- grad + lambda * W              (parameters with decay=True only)
         if mu > 0:
-            b <- g                          at t = 1
-            b <- mu * b + g                 for t > 1
+            b <- mu * b + g                 b_0 = 0, so b_1 = g_1
             g <- g + mu * b   if nesterov   else   g <- b
         W <- W - alpha * g
 
@@ -48,8 +50,8 @@ class SGD(Optimizer):
     """
 
     def __init__(self, params: Iterable[Parameter], lr: float = 0.01, momentum: float = 0.0,
-                 nesterov: bool = False, weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr)
+                 nesterov: bool = False, weight_decay: float = 0.0, *, fused: bool = True) -> None:
+        super().__init__(params, lr, fused=fused)
         self.momentum = check_unit_interval("momentum", momentum)
         self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
         if nesterov and self.momentum == 0:
@@ -59,23 +61,27 @@ class SGD(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
 
-    def _update(self, p: Parameter, state: dict[str, Any]) -> None:
+    def state_keys(self) -> tuple[str, ...]:
+        return ("momentum_buffer",) if self.momentum else ()
+
+    def _rule(self, w: Any, grad: Any, state: dict[str, Any], work: Sequence[Any], decay: bool) -> None:
+        # passes over memory: 2 (plain), 4 (momentum), +2 with weight decay, +2 for Nesterov
         xp = backend.xp
-        g = self._grad_with_l2(p, self.weight_decay, slot=0)     # g = grad + lambda W
+        tmp, step = work
+        g = grad
+        if decay and self.weight_decay:
+            xp.multiply(w, self.weight_decay, out=tmp)            # g = grad + lambda W
+            tmp += grad
+            g = tmp
         if self.momentum:
-            b = state.get("momentum_buffer")
-            if b is None:
-                b = state["momentum_buffer"] = g.copy()           # b_1 = g_1
-            else:
-                b *= self.momentum                                # b = mu b + g
-                b += g
+            b = state["momentum_buffer"]                          # b_0 = 0, so b_1 = g_1
+            b *= self.momentum                                    # b = mu b + g
+            b += g
             if self.nesterov:
-                d = self._work(p, slot=1)
-                xp.multiply(b, self.momentum, out=d)              # g + mu b
-                d += g
-                g = d
+                xp.multiply(b, self.momentum, out=step)           # g + mu b
+                step += g
+                g = step
             else:
                 g = b
-        step = self._work(p, slot=1)
         xp.multiply(g, self.lr, out=step)                         # W = W - alpha g
-        p.value -= step
+        w -= step
