@@ -536,3 +536,23 @@ def test_progress_redraws_on_a_terminal():
     assert text.count("\r") == 2 * 4 + 2                   # every batch redrawn, then each epoch's summary
     assert "epoch 1/2 [" in text and "4/4  loss" in text and "ETA 0:00" in text
     assert text.endswith("stopped: reached the maximum of 2 epochs (epoch 2)\n")
+
+
+def test_without_input_gradient_keeps_parameter_gradients_and_restores():
+    from deltanet.modules import without_input_gradient
+
+    net = dn.mlp([3, 5, 2], rng=0, dtype="float64")
+    x = np.random.default_rng(1).standard_normal((6, 3))
+    g = np.random.default_rng(2).standard_normal((6, 2))
+    net.forward(x, training=True)
+    net.zero_grad()
+    full = net.backward(g)
+    expected = [p.grad.copy() for p in net.parameters()]
+    with without_input_gradient(net):
+        net.forward(x, training=True)
+        net.zero_grad()
+        assert net.backward(g) is None
+        for p, e in zip(net.parameters(), expected, strict=True):
+            np.testing.assert_array_equal(p.grad, e)
+    net.forward(x, training=True)
+    np.testing.assert_array_equal(net.backward(g), full)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy
 
 from .base import Module, build
+from .linear import Linear
 
 
 class Sequential(Module):
@@ -168,3 +170,36 @@ class Residual(Module):
     def __repr__(self) -> str:
         proj = f",\n  projection={self.projection!r}" if self.projection is not None else ""
         return f"Residual(\n  block={self.block!r}{proj}\n)".replace("\n", "\n")
+
+
+def input_layer(model: Module) -> Module:
+    """The module that receives the network's input: ``model`` itself, or the first child of each
+    ``Sequential`` on the way down."""
+    while isinstance(model, Sequential) and len(model):
+        model = model[0]
+    return model
+
+
+@contextmanager
+def without_input_gradient(model: Module) -> Iterator[None]:
+    """Within the block, the ``Linear`` layer that receives the data skips dL/dx.
+
+    Training never uses the gradient with respect to the data, and that matrix
+    product costs as much as the layer's forward pass. Parameter gradients are
+    unchanged; ``model.backward`` returns None while it is skipped. Other first
+    layers are left alone.
+    """
+    first = input_layer(model)
+    if not isinstance(first, Linear):
+        yield
+        return
+    missing = object()
+    previous = first.__dict__.get("input_grad", missing)
+    first.input_grad = False
+    try:
+        yield
+    finally:
+        if previous is missing:
+            del first.input_grad
+        else:
+            first.input_grad = previous

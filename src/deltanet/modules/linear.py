@@ -47,6 +47,11 @@ class Linear(Module):
         dL/dx = delta W            (the reference's W^T delta, batch-first)
     """
 
+    #: Whether ``backward`` computes dL/dx. The first layer of a network being trained can skip it
+    #: (``net[0].input_grad = False``; ``backward`` then returns None): nothing needs the gradient
+    #: with respect to the data, and it costs as much as the layer's forward product.
+    input_grad: bool = True
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init: Any = "he_normal",
                  rng: Any = None, dtype: Any = None) -> None:
         super().__init__()
@@ -84,6 +89,8 @@ class Linear(Module):
         self.weight.accumulate_matmul(delta.T, x2)     # dW = delta^T h_prev
         if self.bias is not None:
             self.bias.accumulate_sum(delta)            # db = sum over the batch of delta
+        if not self.input_grad:
+            return None
         return grad_out @ self.weight.value            # dL/dh_prev = W^T delta
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -36,6 +36,7 @@ from ..errors import NonFiniteError
 from ..losses import LOSSES, Loss, get_loss
 from ..modules.activations import softmax
 from ..modules.base import Module, build
+from ..modules.containers import without_input_gradient
 from ..optim import OPTIMIZERS, Optimizer, clip_grad_norm, get_optimizer, get_schedule
 from ..optim import schedules as schedules_module
 from ..optim.schedules import Schedule
@@ -395,7 +396,7 @@ class Trainer:
             callbacks.on_train_begin(self)
             self.resuming = False
             # overflow on the way to a NaN/inf is caught and reported as divergence; NumPy's warnings would only add noise
-            with numpy.errstate(over="ignore", invalid="ignore"):
+            with numpy.errstate(over="ignore", invalid="ignore"), without_input_gradient(self.model):
                 while self.epoch < self.final_epoch and not self.stop_training:
                     self._run_epoch(train, val, callbacks)
             if not self.stop_training:

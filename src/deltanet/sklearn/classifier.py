@@ -1,0 +1,338 @@
+"""``MLPClassifier``: binary, multiclass (softmax) and multi-label (sigmoid) classification."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+from sklearn.base import ClassifierMixin
+from sklearn.utils import column_or_1d
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import type_of_target
+
+from ..losses import BinaryCrossEntropyWithLogits, Loss, SoftmaxCrossEntropy
+from ._base import BaseMLP
+
+_SUPPORTED = ("binary", "multiclass", "multilabel-indicator")
+
+
+class MLPClassifier(ClassifierMixin, BaseMLP):
+    r"""Multi-layer perceptron classifier trained by deltanet's explicit backpropagation.
+
+    A drop-in for :class:`sklearn.neural_network.MLPClassifier` (same parameter
+    names where the meaning is the same) with deltanet's training: the solvers
+    ``sgd``, ``adam``, ``adamw``, ``rmsprop``, dropout, batch normalization,
+    gradient clipping, learning-rate schedules, float32 by default.
+
+    Targets: 1-D labels (binary or multiclass: a softmax output over the
+    classes, :class:`~deltanet.SoftmaxCrossEntropy`), or a 2-D 0/1 indicator
+    matrix (multi-label: one sigmoid output per label,
+    :class:`~deltanet.BinaryCrossEntropyWithLogits`).
+
+    Parameters
+    ----------
+    hidden_layer_sizes : int or tuple of int, default=(100,)
+        Width of each hidden layer; ``()`` gives a linear model.
+    activation : {"identity", "logistic", "tanh", "relu", "leaky_relu"}, default="relu"
+        Hidden activation (``leaky_relu`` has slope 0.01 for negative inputs).
+    solver : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
+        Optimizer; every solver trains on shuffled mini-batches.
+    alpha : float, default=1e-4
+        L2 strength, as in scikit-learn: the penalty ``alpha / (2 n_batch) * sum ||W||^2``
+        over weight matrices (not biases or batch-norm parameters) is added to each
+        batch's mean loss, i.e. a weight decay of ``alpha / n_batch``. With
+        ``solver="adamw"`` that same coefficient is applied as decoupled weight decay.
+    batch_size : int or "auto", default="auto"
+        Rows per mini-batch; ``"auto"`` is ``min(200, n_samples)``.
+    learning_rate : {"constant", "invscaling", "adaptive", "cosine"}, default="constant"
+        Schedule of the step size, for every solver (scikit-learn applies it to
+        ``sgd`` only): ``invscaling`` sets ``learning_rate_init / (t + 1)**power_t``
+        after each epoch (t = samples seen); ``adaptive`` divides the rate by 5
+        each time ``n_iter_no_change`` epochs pass without an improvement of
+        ``tol`` (and stops once it is at or below 1e-6); ``cosine`` anneals it
+        to 0 over ``max_iter`` epochs.
+    learning_rate_init : float, default=1e-3
+        Initial step size.
+    power_t : float, default=0.5
+        Exponent of ``invscaling``.
+    max_iter : int, default=200
+        Maximum number of epochs (passes over the data). Reaching it without
+        converging warns with :class:`~sklearn.exceptions.ConvergenceWarning`.
+    shuffle : bool, default=True
+        Shuffle the rows before every epoch.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weights, the shuffling, the dropout masks and the validation
+        split; an int gives the same model on every fit.
+    tol : float, default=1e-4
+        Convergence tolerance: training stops when the training loss (or, with
+        ``early_stopping``, the validation score) has not improved by ``tol`` for
+        ``n_iter_no_change`` consecutive epochs.
+    verbose : bool or int, default=False
+        Print the loss after each epoch.
+    warm_start : bool, default=False
+        ``fit`` continues from the fitted network instead of starting anew (a
+        fresh optimizer, the same weights).
+    momentum : float in [0, 1], default=0.9
+        Momentum of ``sgd``.
+    nesterovs_momentum : bool, default=True
+        Nesterov momentum for ``sgd`` (when ``momentum > 0``).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified), score it
+        (accuracy) after each epoch, stop when it stops improving and keep the
+        weights of the best epoch.
+    validation_fraction : float in (0, 1), default=0.1
+        Held-out fraction for ``early_stopping``.
+    beta_1, beta_2 : float in [0, 1), default=0.9, 0.999
+        Decay rates of the moment estimates of ``adam`` / ``adamw``.
+    epsilon : float, default=1e-8
+        Stabilizer of ``adam`` / ``adamw`` / ``rmsprop``.
+    n_iter_no_change : int or numpy.inf, default=10
+        Epochs without an improvement of ``tol`` before stopping.
+    rho : float in [0, 1), default=0.99
+        Decay rate of ``rmsprop``'s running mean of squared gradients.
+    dropout : float in [0, 1), default=0.0
+        Dropout rate after each hidden activation (training only: off in predict).
+    batch_norm : bool, default=False
+        Batch normalization between each hidden linear layer and its activation
+        (batch statistics in training, running statistics in predict).
+    clip_norm : float or None, default=None
+        Clip the global gradient norm of each batch to this value.
+    weight_init : str or None, default=None
+        Initializer of the hidden layers' weights (``he_normal``, ``he_uniform``,
+        ``xavier_normal``, ``xavier_uniform``); None: ``xavier_uniform``, as
+        scikit-learn does, for every activation. The output layer is always
+        ``xavier_uniform``; biases start at 0.
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the network and of the computation.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes, multiplied into ``sample_weight``; ``"balanced"``
+        uses ``n_samples / (n_classes * bincount(y))``. Not for multi-label targets.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels (for multi-label targets: the column indices ``0..K-1``).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Present when ``X`` had string column names (a pandas DataFrame).
+    network_ : deltanet.Sequential
+        The fitted deltanet network (outputs logits); inspect it, plot it,
+        save it with :func:`deltanet.save`, or call
+        ``network_.forward(X, training=False)``.
+    loss_ : float
+        Training loss of the last epoch (cross-entropy, L2 term not included).
+    loss_curve_ : list of float
+        Training loss of every epoch.
+    best_loss_ : float or None
+        Lowest training loss (None with ``early_stopping``).
+    validation_scores_ : list of float or None
+        Validation accuracy of every epoch (``early_stopping`` only).
+    best_validation_score_ : float or None
+    n_iter_ : int
+        Epochs run by the last ``fit`` (counted across ``partial_fit`` calls).
+    t_ : int
+        Training samples seen.
+    n_layers_ : int
+        Layers including input and output, as in scikit-learn.
+    n_outputs_ : int
+        Output units (classes, or labels for multi-label targets).
+    out_activation_ : str
+        ``"softmax"`` or ``"logistic"`` (multi-label).
+    coefs_, intercepts_ : lists of ndarray
+        The linear layers' weights ``(n_in, n_out)`` and biases, as in scikit-learn (copies).
+
+    Notes
+    -----
+    Differences from scikit-learn's MLP: no ``lbfgs`` solver; binary problems
+    use a two-class softmax (scikit-learn uses one logistic unit; the model
+    class is the same); a row with zero ``sample_weight`` is dropped before
+    training (it is absent, also from the batch-norm statistics); the learning
+    rate schedules apply to every solver.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from deltanet.sklearn import MLPClassifier
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = make_pipeline(StandardScaler(), MLPClassifier((64,), dropout=0.1, batch_norm=True,
+    ...                                                     solver="adamw", random_state=0))
+    >>> clf.fit(X, y).score(X, y) > 0.95
+    True
+    """
+
+    def __init__(self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *, solver: str = "adam",
+                 alpha: float = 1e-4, batch_size: int | str = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 1e-3, power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+                 random_state: Any = None, tol: float = 1e-4, verbose: bool | int = False, warm_start: bool = False,
+                 momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                 n_iter_no_change: int = 10, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
+                 clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = "float32",
+                 class_weight: Any = None) -> None:
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
+            momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change, rho=rho, dropout=dropout, batch_norm=batch_norm, clip_norm=clip_norm,
+            weight_init=weight_init, dtype=dtype)
+        self.class_weight = class_weight
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    # -- public API ------------------------------------------------------------------
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPClassifier:
+        """Train on ``X`` of shape (n_samples, n_features) and labels ``y`` of shape
+        (n_samples,) or a 0/1 indicator matrix (n_samples, n_labels).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample weights: the loss is the weighted mean sum_i w_i l_i / sum_i w_i.
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> MLPClassifier:
+        """One epoch over ``(X, y)``, continuing the network and the optimizer state.
+
+        ``classes`` (every label that will ever appear) is required on the first call.
+        """
+        if not hasattr(self, "network_") and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit (all the labels that will "
+                             "appear in later calls)")
+        if classes is not None and hasattr(self, "network_"):
+            given = numpy.unique(numpy.asarray(classes))
+            if not getattr(self, "_multilabel", False) and not numpy.array_equal(given, self.classes_):
+                raise ValueError(f"classes={given!r} is not the same as on the first call to partial_fit, "
+                                 f"which was {self.classes_!r}")
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def predict_proba(self, X: Any) -> numpy.ndarray:
+        """Class probabilities, shape (n_samples, n_classes): softmax of the network's logits
+        (multi-label: the sigmoid of each label's logit, shape (n_samples, n_labels))."""
+        z = self._forward(self._check_X(X))
+        if self._multilabel:
+            return _sigmoid(z)
+        z -= z.max(axis=1, keepdims=True)
+        numpy.exp(z, out=z)
+        z /= z.sum(axis=1, keepdims=True)
+        return z
+
+    def predict_log_proba(self, X: Any) -> numpy.ndarray:
+        """Logarithm of :meth:`predict_proba`, computed stably (log-sum-exp / log-sigmoid)."""
+        z = self._forward(self._check_X(X))
+        if self._multilabel:
+            return -numpy.logaddexp(0.0, -z)                  # log sigma(z) = -log(1 + e^-z)
+        z -= z.max(axis=1, keepdims=True)
+        z -= numpy.log(numpy.exp(z).sum(axis=1, keepdims=True))
+        return z
+
+    def predict(self, X: Any) -> numpy.ndarray:
+        """Predicted labels, shape (n_samples,) (multi-label: a 0/1 matrix (n_samples, n_labels))."""
+        z = self._forward(self._check_X(X))
+        if self._multilabel:
+            return (z > 0).astype(numpy.int64)
+        return self.classes_[z.argmax(axis=1)]
+
+    # -- hooks -------------------------------------------------------------------------
+    def _task(self) -> str:
+        return "multilabel" if getattr(self, "_multilabel", False) else "classification"
+
+    def _loss(self) -> Loss:
+        return BinaryCrossEntropyWithLogits() if self._multilabel else SoftmaxCrossEntropy()
+
+    @property
+    def out_activation_(self) -> str:
+        """The output activation as scikit-learn names it: ``"softmax"`` or ``"logistic"``."""
+        return "logistic" if self._multilabel else "softmax"
+
+    def _encode_targets(self, y: Any, *, first: bool, classes: Any = None) -> Any:
+        name = type(self).__name__
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        kind = type_of_target(y, input_name="y")
+        if kind not in _SUPPORTED:
+            if kind.startswith("continuous") or kind == "unknown":
+                raise ValueError(f"Unknown label type: {kind!r}. {name} needs class labels (or a 0/1 indicator "
+                                 "matrix); for continuous targets use MLPRegressor")
+            raise ValueError(f"{name} supports {', '.join(_SUPPORTED)} targets; got {kind!r}")
+        multilabel = kind == "multilabel-indicator"
+        if first:
+            self._multilabel = multilabel
+            if multilabel:
+                labels = numpy.arange(y.shape[1]) if classes is None else numpy.asarray(classes)
+                if labels.shape != (y.shape[1],):
+                    raise ValueError(f"multi-label y has {y.shape[1]} columns but classes has {labels.shape[0]} entries")
+                self.classes_ = labels
+            else:
+                self.classes_ = numpy.unique(y if classes is None else numpy.asarray(classes))
+                if self.classes_.shape[0] < 2:
+                    raise ValueError(f"{name} needs samples of at least 2 classes in the data, but the data contains "
+                                     f"only 1 class: {self.classes_[0]!r}")
+            self.n_outputs_ = len(self.classes_)
+        elif multilabel != self._multilabel:
+            fitted_on = "multi-label" if self._multilabel else "single-label"
+            raise ValueError(f"{name} was fitted on {fitted_on} targets; got {kind!r} targets now")
+        if multilabel:
+            if y.shape[1] != self.n_outputs_:
+                raise ValueError(f"y has {y.shape[1]} label columns; {name} was fitted with {self.n_outputs_}")
+            return y.astype(self._network_dtype(), copy=False)
+        idx = numpy.searchsorted(self.classes_, y)
+        idx[idx == len(self.classes_)] = 0
+        unknown = self.classes_[idx] != y
+        if unknown.any():
+            raise ValueError(f"y contains labels not in classes_ {self.classes_!r}: {numpy.unique(y[unknown])!r}")
+        return idx.astype(numpy.int64)
+
+    def _target_sample_weight(self, y_enc: Any, *, incremental: bool) -> Any:
+        cw = self._validated["class_weight"]
+        if cw is None:
+            return None
+        if self._multilabel:
+            raise ValueError("class_weight is not supported for multi-label targets; pass sample_weight instead")
+        if isinstance(cw, str) and incremental:
+            raise ValueError("class_weight='balanced' is not supported for partial_fit (one batch's class "
+                             "frequencies are not the data's); pass a dict computed from all the data")
+        weights = compute_class_weight(cw, classes=self.classes_, y=self.classes_[y_enc])
+        return weights[y_enc]
+
+    def _stratify(self, y_enc: Any) -> Any:
+        if self._multilabel:
+            return None
+        counts = numpy.bincount(y_enc)
+        return y_enc if counts[counts > 0].min() >= 2 else None
+
+    def _validation_score(self, X: Any, y_enc: Any, sample_weight: Any) -> float:
+        z = self._forward(X)
+        correct = ((z > 0) == (y_enc > 0.5)).all(axis=1) if self._multilabel else z.argmax(axis=1) == y_enc
+        return float(numpy.average(correct, weights=sample_weight))
+
+    def _target_metadata(self) -> dict[str, Any]:
+        return {"classes_": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str,
+                "multilabel": bool(self._multilabel)}
+
+    def _preprocessing(self) -> dict[str, Any]:
+        return {} if self._multilabel else {"class_names": [str(c) for c in self.classes_]}
+
+    def _restore_target_metadata(self, meta: dict[str, Any]) -> None:
+        dtype = numpy.dtype(meta["classes_dtype"])
+        self.classes_ = numpy.asarray(meta["classes_"], dtype=dtype if dtype.kind != "O" else object)
+        self._multilabel = bool(meta["multilabel"])
+
+
+def _sigmoid(z: numpy.ndarray) -> numpy.ndarray:
+    """sigma(z) = 1 / (1 + e^-z), without overflow for large |z|."""
+    e = numpy.exp(-numpy.abs(z))
+    return numpy.where(z >= 0, 1.0, e) / (1.0 + e)
