@@ -103,6 +103,11 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "cross_entropy"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._offsets: Any = None
+        self._offsets_key: tuple[int, int, str] | None = None
+
     def forward(self, output: Any, target: Any, sample_weight: Any = None) -> float:
         xp = backend.xp
         z = self._output(output)
@@ -129,10 +134,10 @@ class SoftmaxCrossEntropy(Loss):
             grad = y * t.sum(axis=1, keepdims=True) - t                    # y - t when the row sums to 1
         elif target.shape == z.shape[:-1]:
             labels = self._labels(target, n_classes).reshape(-1)
-            rows = xp.arange(n)
-            per_sample = log_s[:, 0] - shifted[rows, labels]               # -log y_label
+            at = self._row_offsets(n, n_classes) + labels                  # flat index b C + label_b of each target logit
+            per_sample = log_s[:, 0] - shifted.reshape(-1).take(at)        # -log y_label
             grad = y
-            grad[rows, labels] -= 1.0                                      # y - t, t one-hot
+            grad.reshape(-1)[at] -= 1.0                                    # y - t, t one-hot
         else:
             raise ValueError(f"SoftmaxCrossEntropy: target must be labels of shape {tuple(z.shape[:-1])} or "
                              f"probabilities of shape {tuple(z.shape)}, got {tuple(target.shape)}")
@@ -147,6 +152,14 @@ class SoftmaxCrossEntropy(Loss):
             grad *= (w / total)[:, None]
         self._grad_cache = grad.reshape(z.shape)
         return loss
+
+    def _row_offsets(self, n: int, n_classes: int) -> Any:
+        """``[0, C, 2C, ..., (n-1) C]``: where each row starts in the flattened logits (kept per batch shape)."""
+        key = (n, n_classes, backend.xp.__name__)
+        if self._offsets_key != key:
+            self._offsets = backend.xp.arange(0, n * n_classes, n_classes)
+            self._offsets_key = key
+        return self._offsets
 
     @staticmethod
     def _labels(target: Any, n_classes: int) -> Any:

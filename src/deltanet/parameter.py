@@ -81,7 +81,7 @@ class Parameter:
     def accumulate_sum(self, g: Any) -> None:
         """``grad += g.sum(axis=0)`` for ``g`` of shape ``(n, *value.shape)``."""
         if self._grad_is_zero:
-            backend.xp.sum(g, axis=0, out=self._grad)
+            g.sum(axis=0, out=self._grad)
             self._grad_is_zero = False
         else:
             self._grad += g.sum(axis=0)

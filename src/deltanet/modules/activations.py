@@ -70,16 +70,21 @@ class Sigmoid(Activation):
     def forward(self, x: Any, training: bool = False) -> Any:
         x = _as_float_array(self, x)
         xp = backend.xp
-        e = xp.exp(-xp.abs(x))
-        h = xp.where(x >= 0, 1.0, e).astype(x.dtype, copy=False)
-        h /= 1.0 + e
+        e = xp.abs(x)
+        xp.negative(e, out=e)
+        xp.exp(e, out=e)                      # e = exp(-|z|) in (0, 1]
+        h = xp.maximum(e, x >= 0)             # numerator: 1 for z >= 0 (as e <= 1), e for z < 0
+        e += 1.0
+        h /= e
         self._h = h
         return h
 
     def backward(self, grad_out: Any) -> Any:
         h = self._cached()
         self._check_grad(grad_out, h)
-        return grad_out * h * (1.0 - h)       # sigma' = sigma (1 - sigma)
+        g = grad_out * h
+        g *= 1.0 - h                          # sigma' = sigma (1 - sigma)
+        return g
 
 
 class Tanh(Activation):
@@ -95,7 +100,9 @@ class Tanh(Activation):
     def backward(self, grad_out: Any) -> Any:
         h = self._cached()
         self._check_grad(grad_out, h)
-        return grad_out * (1.0 - h * h)       # tanh' = 1 - tanh^2
+        d = h * h
+        backend.xp.subtract(1.0, d, out=d)    # tanh' = 1 - tanh^2
+        return grad_out * d
 
 
 class ReLU(Activation):
@@ -114,7 +121,7 @@ class ReLU(Activation):
     def backward(self, grad_out: Any) -> Any:
         h = self._cached()
         self._check_grad(grad_out, h)
-        return backend.xp.where(h > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
+        return backend.xp.multiply(grad_out, h > 0)   # one product with the 0/1 mask (a where() is ~10x slower)
 
     def dead_fraction(self) -> float:
         """Fraction of units (last axis) that were 0 for every sample of the last forward batch."""
@@ -142,13 +149,14 @@ class LeakyReLU(Activation):
     def forward(self, x: Any, training: bool = False) -> Any:
         x = _as_float_array(self, x)
         self._mask = x > 0
-        self._h = backend.xp.where(self._mask, x, self.alpha * x).astype(x.dtype, copy=False)
+        self._h = backend.xp.maximum(x, self.alpha * x)    # = z for z > 0, alpha z otherwise, as 0 <= alpha < 1
         return self._h
 
     def backward(self, grad_out: Any) -> Any:
         h = self._cached()
         self._check_grad(grad_out, h)
-        return backend.xp.where(self._mask, grad_out, self.alpha * grad_out).astype(grad_out.dtype, copy=False)
+        slope = backend.xp.maximum(self._mask, self.alpha, dtype=grad_out.dtype)   # 1 where z > 0, else alpha
+        return grad_out * slope
 
     def dead_fraction(self) -> float:
         """Fraction of units (last axis) that were <= 0 for every sample of the last batch."""
@@ -184,7 +192,12 @@ class Softmax(Activation):
     def backward(self, grad_out: Any) -> Any:
         y = self._cached()
         self._check_grad(grad_out, y)
-        return y * (grad_out - (grad_out * y).sum(axis=self.axis, keepdims=True))
+        g = grad_out * y
+        s = g.sum(axis=self.axis, keepdims=True)
+        xp = backend.xp
+        xp.subtract(grad_out, s, out=g)
+        g *= y                                # y * (g - sum_j g_j y_j)
+        return g
 
 
 def softmax(z: Any, axis: int = -1) -> Any:

@@ -1,0 +1,339 @@
+"""One benchmark measurement in a fresh process: ``python benchmarks/_workers.py '<json spec>'``.
+
+:mod:`bench_train` starts this script once per (framework, network, batch,
+repeat), so that every framework runs in a process of its own (no shared
+allocator state, thread pools or caches between them) and its peak resident
+memory can be read from the operating system. The last line printed to
+stdout is one JSON object with the measurement.
+
+Spec keys: ``framework`` (``floor``, ``torch-floor``, ``deltanet``, ``deltanet-trainer``,
+``torch``, ``sklearn``), ``mode`` (``train`` or ``predict``), ``sizes``
+(``[d_0, ..., d_L]``), ``batch``, ``n_samples``, ``dtype``, ``threads``,
+``epochs`` (timed epochs; ``predict`` repeats), ``warmup`` (batches run
+before timing), ``lr``, ``momentum``, ``seed``.
+
+What is timed
+-------------
+``train``: whole epochs of mini-batch SGD with momentum over ``n_samples``
+synthetic samples (standard normal features, labels 0-9), the last batch
+partial when ``batch`` does not divide ``n_samples``.
+
+* ``floor``: only the matrix products of an MLP of the same shapes, with
+  NumPy and preallocated outputs, over contiguous slices of a pre-shuffled
+  array: per layer ``z = x @ W.T`` (forward), ``dW = delta.T @ x`` and
+  ``dX = delta @ W`` (backward, the first layer's input gradient included).
+* ``torch-floor``: the same products with ``torch.mm`` (PyTorch's BLAS).
+* ``deltanet``: the plain five calls per batch (gather, ``forward``, loss
+  ``forward``, ``zero_grad`` + ``backward``, optimizer ``step``) with
+  :class:`deltanet.optim.SGD`.
+* ``deltanet-trainer``: ``deltanet.training.Trainer.fit`` (when the trainer
+  exists); the times are its history's per-epoch ``time``.
+* ``torch``: the equivalent eager PyTorch loop (``torch.set_num_threads``).
+* ``sklearn``: ``MLPClassifier(solver="sgd").partial_fit`` (one epoch per call).
+
+``predict``: the forward pass over ``n_samples`` samples in chunks of
+``batch`` rows (``floor``: the forward matrix products only).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import resource
+import sys
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+
+# -- process measurements -----------------------------------------------------
+def current_rss_mb() -> float:
+    """Resident set size of this process now, in MiB (Linux ``/proc``; falls back to the peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):  # pragma: no cover - non-Linux
+        return peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (``getrusage``)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
+def blas_info() -> list[dict[str, Any]]:
+    """The BLAS/OpenMP libraries loaded in this process and their thread counts (threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return []
+    keys = ("user_api", "internal_api", "version", "num_threads", "architecture", "threading_layer")
+    return [{k: lib.get(k) for k in keys if lib.get(k) is not None} for lib in threadpool_info()]
+
+
+# -- data -----------------------------------------------------------------------
+def synthetic_data(n: int, d: int, n_classes: int, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` standard-normal samples of width ``d`` (drawn directly in ``dtype``) and labels in [0, n_classes)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d), dtype=np.dtype(dtype))
+    y = rng.integers(0, n_classes, size=n)
+    return x, y
+
+
+def batch_starts(n: int, batch: int) -> range:
+    return range(0, n, batch)
+
+
+# -- frameworks -------------------------------------------------------------------
+class Floor:
+    """The matrix products of one MLP training step, nothing else.
+
+    ``library="numpy"`` is the floor the ratios refer to (NumPy's BLAS);
+    ``"torch"`` runs the same products with ``torch.mm`` (PyTorch's BLAS, MKL
+    on x86 wheels) on the same memory, to tell a faster BLAS from less
+    overhead when deltanet is compared with PyTorch.
+    """
+
+    def __init__(self, spec: dict[str, Any], library: str = "numpy") -> None:
+        sizes, b, dt = spec["sizes"], spec["batch"], np.dtype(spec["dtype"])
+        rng = np.random.default_rng(spec["seed"] + 1)
+        pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+        self.w = [(rng.standard_normal((o, i), dtype=dt) / np.sqrt(i)).astype(dt) for i, o in pairs]
+        self.z = [np.empty((b, o), dt) for o in sizes[1:]]                        # forward outputs
+        self.delta = [rng.standard_normal((b, o), dtype=dt) * dt.type(0.01) for o in sizes[1:]]  # dL/dz per layer
+        self.dw = [np.empty_like(w) for w in self.w]
+        self.dx = [np.empty((b, i), dt) for i in sizes[:-1]]
+        self.batch = b
+        if library == "torch":
+            import torch
+
+            for name in ("w", "z", "delta", "dw", "dx"):
+                setattr(self, name, [torch.from_numpy(a) for a in getattr(self, name)])
+            self.mm = lambda a, b, out: torch.mm(a, b, out=out)
+            self.t = lambda a: a.t()
+            self.asarray = torch.from_numpy
+        else:
+            self.mm = lambda a, b, out: np.matmul(a, b, out=out)
+            self.t = lambda a: a.T
+            self.asarray = np.asarray
+
+    def forward(self, x: Any) -> list[Any]:
+        m, inputs, h = x.shape[0], [], x
+        for w, z in zip(self.w, self.z, strict=True):
+            inputs.append(h)
+            h = self.mm(h, self.t(w), z[:m])                                     # z = x W^T
+        return inputs
+
+    def epoch(self, xs: Any) -> None:
+        for s in batch_starts(xs.shape[0], self.batch):
+            x = xs[s:s + self.batch]
+            m = x.shape[0]
+            inputs = self.forward(x)
+            for w, h, d, dw, dx in zip(self.w[::-1], inputs[::-1], self.delta[::-1], self.dw[::-1], self.dx[::-1], strict=True):
+                self.mm(self.t(d[:m]), h, dw)                                    # dW = delta^T x
+                self.mm(d[:m], w, dx[:m])                                        # dX = delta W
+
+
+def run_floor(spec: dict[str, Any], x: np.ndarray, y: np.ndarray, library: str = "numpy") -> dict[str, Any]:
+    if library == "torch":
+        import torch
+
+        torch.set_num_threads(spec["threads"])
+    floor = Floor(spec, library)
+    rng = np.random.default_rng(spec["seed"] + 2)
+    b, times = spec["batch"], []
+    if spec["mode"] == "predict":
+        xa = floor.asarray(x)
+        for s in batch_starts(min(x.shape[0], spec["warmup"] * b), b):
+            floor.forward(xa[s:s + b])
+        for _ in range(spec["epochs"]):
+            t0 = time.perf_counter()
+            for s in batch_starts(x.shape[0], b):
+                floor.forward(xa[s:s + b])
+            times.append(time.perf_counter() - t0)
+        return {"times": times}
+    floor.epoch(floor.asarray(x[: spec["warmup"] * b]))
+    for _ in range(spec["epochs"]):
+        xs = floor.asarray(x[rng.permutation(x.shape[0])])                       # pre-shuffled, outside the timing
+        t0 = time.perf_counter()
+        floor.epoch(xs)
+        times.append(time.perf_counter() - t0)
+        del xs
+    return {"times": times}
+
+
+def run_torch_floor(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    return run_floor(spec, x, y, library="torch")
+
+
+def run_deltanet(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    import deltanet as dn
+    from deltanet.optim import SGD
+
+    net = dn.mlp(spec["sizes"], activation="relu", rng=spec["seed"], dtype=spec["dtype"])
+    b = spec["batch"]
+    if spec["mode"] == "predict":
+        times = []
+        for s in batch_starts(min(x.shape[0], spec["warmup"] * b), b):
+            net.forward(x[s:s + b])
+        for _ in range(spec["epochs"]):
+            t0 = time.perf_counter()
+            for s in batch_starts(x.shape[0], b):
+                net.forward(x[s:s + b])
+            times.append(time.perf_counter() - t0)
+        return {"times": times}
+
+    loss_fn = dn.SoftmaxCrossEntropy()
+    opt = SGD(net.parameters(), lr=spec["lr"], momentum=spec["momentum"])
+    rng = np.random.default_rng(spec["seed"] + 2)
+    xbuf = np.empty((b, x.shape[1]), x.dtype)
+
+    def epoch(n: int) -> float:
+        order = rng.permutation(x.shape[0])[:n]
+        total = 0.0
+        for s in batch_starts(n, b):
+            idx = order[s:s + b]
+            # the batch gather; mode="clip" (indices are valid) skips the buffered copy mode="raise" makes with out=
+            xb = np.take(x, idx, axis=0, out=xbuf[: idx.shape[0]], mode="clip")
+            out = net.forward(xb, training=True)
+            total += loss_fn.forward(out, y[idx])
+            opt.zero_grad()
+            net.backward(loss_fn.backward())
+            opt.step()
+        return total
+
+    epoch(min(x.shape[0], spec["warmup"] * b))
+    times, losses = [], []
+    for _ in range(spec["epochs"]):
+        t0 = time.perf_counter()
+        losses.append(epoch(x.shape[0]))
+        times.append(time.perf_counter() - t0)
+    return {"times": times, "loss_sum": losses}
+
+
+def run_deltanet_trainer(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    import deltanet as dn
+    from deltanet.optim import SGD
+    from deltanet.training import Trainer
+
+    net = dn.mlp(spec["sizes"], activation="relu", rng=spec["seed"], dtype=spec["dtype"])
+    opt = SGD(net.parameters(), lr=spec["lr"], momentum=spec["momentum"])
+    trainer = Trainer(net, loss="cross_entropy", optimizer=opt, batch_size=spec["batch"], epochs=1, seed=spec["seed"],
+                      progress=False, record_layers=False)
+    n_warm = min(x.shape[0], spec["warmup"] * spec["batch"])
+    trainer.fit(x[:n_warm], y[:n_warm], epochs=1)
+    history = trainer.fit(x, y, epochs=spec["epochs"])
+    # the trainer's own per-epoch wall time: the epoch loop, without fit's one-off data checks
+    return {"times": [r["time"] for r in history.records[-spec["epochs"]:]]}
+
+
+def run_torch(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    torch.manual_seed(spec["seed"])
+    sizes, b = spec["sizes"], spec["batch"]
+    layers: list[Any] = []
+    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(torch.nn.Linear(d_in, d_out))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    dtype = getattr(torch, spec["dtype"])
+    model = torch.nn.Sequential(*layers).to(dtype)
+    xt = torch.from_numpy(x)                                                      # shares memory with x
+    yt = torch.from_numpy(y.astype(np.int64))
+    times: list[float] = []
+    if spec["mode"] == "predict":
+        model.eval()
+        with torch.inference_mode():
+            for s in batch_starts(min(x.shape[0], spec["warmup"] * b), b):
+                model(xt[s:s + b])
+            for _ in range(spec["epochs"]):
+                t0 = time.perf_counter()
+                for s in batch_starts(x.shape[0], b):
+                    model(xt[s:s + b])
+                times.append(time.perf_counter() - t0)
+        return {"times": times, "torch_threads": torch.get_num_threads()}
+
+    loss_fn = torch.nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=spec["lr"], momentum=spec["momentum"])
+    gen = torch.Generator().manual_seed(spec["seed"] + 2)
+
+    def epoch(n: int) -> float:
+        order = torch.randperm(x.shape[0], generator=gen)[:n]
+        total = 0.0
+        for s in batch_starts(n, b):
+            idx = order[s:s + b]
+            xb, yb = xt.index_select(0, idx), yt.index_select(0, idx)
+            loss = loss_fn(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item()
+        return total
+
+    epoch(min(x.shape[0], spec["warmup"] * b))
+    for _ in range(spec["epochs"]):
+        t0 = time.perf_counter()
+        epoch(x.shape[0])
+        times.append(time.perf_counter() - t0)
+    return {"times": times, "torch_threads": torch.get_num_threads()}
+
+
+def run_sklearn(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    sizes, b = spec["sizes"], spec["batch"]
+    clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="relu", solver="sgd", alpha=0.0, batch_size=b,
+                        learning_rate="constant", learning_rate_init=spec["lr"], momentum=spec["momentum"],
+                        nesterovs_momentum=False, max_iter=1, shuffle=True, random_state=spec["seed"])
+    classes = np.arange(sizes[-1])
+    n_warm = min(x.shape[0], max(spec["warmup"] * b, sizes[-1] * 4))
+    clf.partial_fit(x[:n_warm], y[:n_warm], classes=classes)                    # initialises the weights
+    times = []
+    if spec["mode"] == "predict":
+        for _ in range(spec["epochs"]):
+            t0 = time.perf_counter()
+            for s in batch_starts(x.shape[0], b):
+                clf.predict_proba(x[s:s + b])
+            times.append(time.perf_counter() - t0)
+        return {"times": times}
+    for _ in range(spec["epochs"]):
+        t0 = time.perf_counter()
+        clf.partial_fit(x, y)                                                     # one epoch of mini-batch SGD
+        times.append(time.perf_counter() - t0)
+    return {"times": times}
+
+
+#: Modules each framework imports, loaded before the baseline memory reading so
+#: that "peak - before" counts the model, its buffers and training, not the import.
+PRELOAD = {"floor": [], "torch-floor": ["torch"], "deltanet": ["deltanet", "deltanet.optim"], "deltanet-trainer": ["deltanet", "deltanet.training"],
+           "torch": ["torch"], "sklearn": ["sklearn.neural_network"]}
+
+RUNNERS = {"floor": run_floor, "torch-floor": run_torch_floor, "deltanet": run_deltanet, "deltanet-trainer": run_deltanet_trainer,
+           "torch": run_torch, "sklearn": run_sklearn}
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[0])
+    for module in PRELOAD[spec["framework"]]:
+        importlib.import_module(module)
+    x, y = synthetic_data(spec["n_samples"], spec["sizes"][0], spec["sizes"][-1], spec["dtype"], spec["seed"])
+    rss_before = current_rss_mb()
+    result = RUNNERS[spec["framework"]](spec, x, y)
+    peak = peak_rss_mb()
+    result.update({"framework": spec["framework"], "mode": spec["mode"], "rss_before_mb": rss_before, "peak_rss_mb": peak,
+                   "peak_delta_mb": max(0.0, peak - rss_before), "blas": blas_info(), "pid": os.getpid()})
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
