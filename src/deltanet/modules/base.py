@@ -37,10 +37,22 @@ class Module:
     (running statistics) with :meth:`add_buffer`.
 
     ``module(x)`` is the same as ``module.forward(x)`` (evaluation mode).
+
+    **Finite-input checks.** :meth:`_as_input` rejects NaN and infinity in
+    data entering the network. A module that only ever receives another
+    module's output skips that test (the shape and dtype checks stay):
+    ``Sequential`` marks its children at positions > 0 at construction
+    (:meth:`_set_internal_input`), and the one that receives the container's
+    input keeps it. A NaN or infinity produced inside the network (diverging
+    weights) still reaches the output, where the losses test it. Calling such
+    a hidden module directly with your own data skips the test.
     """
 
     #: Whether the module is registered for :func:`build` under its class name.
     registered: ClassVar[bool] = True
+
+    #: Whether :meth:`_as_input` tests the input for NaN and infinity (see "Finite-input checks" above).
+    _check_finite_input: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -100,6 +112,13 @@ class Module:
             raise TypeError(f"{type(self).__name__}: child {name!r} must be a Module, got {type(module).__name__}")
         self._children.append((name, module))
         return module
+
+    def _set_internal_input(self, internal: bool) -> None:
+        """Whether this module's input is always another module's output (``True``: skip the finite test).
+
+        Containers pass it on to the children that receive their input.
+        """
+        self._check_finite_input = not internal
 
     def _name_parameters(self) -> None:
         """Give every parameter below this module its qualified name (``"0.weight"``)."""
@@ -196,7 +215,8 @@ class Module:
 
         Checks that ``x`` is numeric with at least ``min_ndim`` axes and, when
         ``features`` is given, that its last axis has that size; converts it to
-        ``dtype`` (one copy when the dtype differs); rejects NaN and infinity.
+        ``dtype`` (one copy when the dtype differs); rejects NaN and infinity
+        unless the input is another module's output (``_check_finite_input``).
         """
         xp = backend.xp
         if not hasattr(x, "dtype"):
@@ -214,7 +234,8 @@ class Module:
             x = xp.asarray(x, dtype=dtype)
         elif x.dtype.kind != "f":
             x = xp.asarray(x, dtype=backend.get_default_dtype())
-        check_finite(x, self._label)             # the label is built only for the error message
+        if self._check_finite_input:
+            check_finite(x, self._label)         # the label is built only for the error message
         return x
 
     def __repr__(self) -> str:

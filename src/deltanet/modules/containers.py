@@ -28,6 +28,11 @@ class Sequential(Module):
     gradients add up over its uses. Each module keeps only its last forward
     state, so for such a child the forward state of each use is saved (a
     shallow copy of references) and put back before that use's backward.
+
+    Only the module that receives the container's input tests it for NaN and
+    infinity; the modules at positions > 0 get the previous module's output and
+    skip that test (see ``Module``, "Finite-input checks"). A module that also
+    receives the input (``Sequential(lin, Tanh(), lin)``) keeps it.
     """
 
     def __init__(self, *modules: Module) -> None:
@@ -36,6 +41,10 @@ class Sequential(Module):
             modules = tuple(modules[0])
         for i, m in enumerate(modules):
             self.add_child(str(i), m)
+        for m in modules[1:]:
+            m._set_internal_input(True)
+        if modules:
+            modules[0]._set_internal_input(False)    # last: a module used at position 0 and later keeps its check
         self._name_parameters()
         counts: dict[int, int] = {}
         for m in self.modules():
@@ -56,6 +65,11 @@ class Sequential(Module):
 
     def __len__(self) -> int:
         return len(self._children)
+
+    def _set_internal_input(self, internal: bool) -> None:
+        super()._set_internal_input(internal)
+        if self._children:
+            self._children[0][1]._set_internal_input(internal)
 
     def __getitem__(self, i: int | slice) -> Module:
         if isinstance(i, slice):
@@ -134,6 +148,11 @@ class Residual(Module):
             raise ValueError(f"Residual: expected keys 'block' and optional 'projection', got {sorted(config)}")
         proj = config.get("projection")
         return cls(build(config["block"]), build(proj) if proj else None)
+
+    def _set_internal_input(self, internal: bool) -> None:
+        super()._set_internal_input(internal)
+        for child in self.children():       # block and projection both receive this module's input
+            child._set_internal_input(internal)
 
     def get_config(self) -> dict[str, Any]:
         return {"block": self.block.config(), "projection": self.projection.config() if self.projection else None}

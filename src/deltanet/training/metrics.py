@@ -47,7 +47,7 @@ def check_task(task: str | None, loss: Loss) -> str:
 
 
 # -- accuracy --------------------------------------------------------------------
-def correct_count(output: Any, target: Any, task: str) -> float | None:
+def correct_count(output: Any, target: Any, task: str) -> int | float | None:
     """Number of correct predictions in a batch (``None`` for regression).
 
     classification: ``argmax(output) == label`` per sample (a target of class
@@ -60,7 +60,9 @@ def correct_count(output: Any, target: Any, task: str) -> float | None:
         pred = output.argmax(axis=-1)
         if target.ndim == output.ndim:                     # class probabilities
             target = target.argmax(axis=-1)
-        return float((pred == target).sum()) / (pred.size // max(pred.shape[0], 1))
+        hits = int(backend.xp.count_nonzero(pred == target))
+        per_sample = pred.size // max(pred.shape[0], 1)
+        return hits if per_sample == 1 else hits / per_sample      # an exact int for one label per sample
     if task == "multilabel":
         t = target.reshape(output.shape) if target.size == output.size else target
         agree = (output > 0) == (t >= 0.5)

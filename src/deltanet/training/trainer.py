@@ -204,6 +204,7 @@ class Trainer:
         self.handle_interrupt = bool(handle_interrupt)
         self.gradient_hook = gradient_hook
         self.optimizer = self._make_optimizer(optimizer, lr, optimizer_kwargs)
+        self._optimizer_holds_model = {id(p) for p in self.optimizer.params} == {id(p) for p in self.params}
         self.schedule: Schedule | None = None
         self._schedule_spec: tuple[str, dict[str, Any]] | None = None
         if isinstance(schedule, str):
@@ -249,6 +250,13 @@ class Trainer:
         shuffle_seq, self._split_seq, self._dropout_seq = seq.spawn(3)
         self.rng = numpy.random.Generator(numpy.random.PCG64(shuffle_seq))
         self._seeded = False
+
+    def _zero_grad(self) -> None:
+        """``model.zero_grad()``; through the optimizer's flat parameter list when it holds exactly the model's."""
+        if self._optimizer_holds_model:
+            self.optimizer.zero_grad()
+        else:
+            self.model.zero_grad()
 
     # -- construction helpers ---------------------------------------------------------
     def _make_optimizer(self, optimizer: Any, lr: float | None, kwargs: dict[str, Any] | None) -> Optimizer:
@@ -482,6 +490,8 @@ class Trainer:
         perm = backend.xp.asarray(self.rng.permutation(n) if self.shuffle else numpy.arange(n))
         last_full = self.n_batches if (n % bs == 0 or self.n_batches == 1) else self.n_batches - 1
         weighted = train.sample_weight is not None
+        counts_correct = self.task in ("classification", "multilabel")
+        gather = _batch_gatherer(train.X, bs)
         loss_sum = weight_sum = correct = grad_norm_sum = 0.0
         layer_sums = numpy.zeros(len(self.params)) if self.record_layers else None
         dead: dict[str, float] = {}
@@ -491,7 +501,7 @@ class Trainer:
             batch = b + 1
             self._batch = batch
             idx = perm[b * bs:(b + 1) * bs]
-            xb, yb = train.X[idx], train.y[idx]
+            xb, yb = gather(idx), train.y[idx]
             wb = train.sample_weight[idx] if weighted else None
             callbacks.on_batch_begin(self, batch)
             lr = self.lr
@@ -499,14 +509,14 @@ class Trainer:
             if isinstance(step, str):
                 self._diverged(epoch, batch, step, good, callbacks)
                 return
-            loss, out, sq = step
+            loss, out, norm, sq = step
             batches += 1
-            size = float(wb.sum()) if weighted else float(len(idx))
+            size = float(wb.sum()) if weighted else len(idx)
             loss_sum += loss * size
             weight_sum += size
-            if self.task in ("classification", "multilabel"):
+            if counts_correct:
                 correct += correct_count(out, yb, self.task)
-            grad_norm_sum += math.sqrt(sum(sq))
+            grad_norm_sum += norm
             if layer_sums is not None:
                 layer_sums += numpy.sqrt(sq)
                 if batch == last_full:
@@ -546,8 +556,10 @@ class Trainer:
         self.history.append(record)
         callbacks.on_epoch_end(self, epoch, record)
 
-    def _train_step(self, xb: Any, yb: Any, wb: Any, callbacks: CallbackList) -> tuple[float, Any, list[float]] | str:
-        """One update; returns (loss, output, per-parameter squared gradient norms) or what went non-finite."""
+    def _train_step(self, xb: Any, yb: Any, wb: Any,
+                    callbacks: CallbackList) -> tuple[float, Any, float, list[float] | None] | str:
+        """One update; returns (loss, output, gradient norm, per-parameter squared gradient norms
+        or None when ``record_layers`` is off) or what went non-finite."""
         xp = backend.xp
         try:
             out = self.model.forward(xb, training=True)
@@ -559,16 +571,13 @@ class Trainer:
             loss += 0.5 * lam * sum(float(xp.vdot(p.value, p.value)) for p in self.params if p.decay)
         if not math.isfinite(loss):
             return f"the loss is {loss}"
-        self.model.zero_grad()
+        self._zero_grad()
         self.model.backward(self.loss.backward())
         # -- gradients are complete here: combine them across processes (see the class Notes) --
         if self.gradient_hook is not None:
             self.gradient_hook(self.params)
         callbacks.on_after_backward(self)
-        sq = []
-        for p in self.params:
-            g = p.grad.reshape(-1)
-            sq.append(float(xp.dot(g, g)))
+        sq = [float(xp.dot(g, g)) for g in (p.grad.reshape(-1) for p in self.params)]
         total = math.sqrt(sum(sq))
         if not math.isfinite(total):
             return f"the gradient norm is {total}"
@@ -577,7 +586,7 @@ class Trainer:
         self.optimizer.step()
         if self.schedule is not None:
             self.schedule.step_batch()
-        return loss, out, sq
+        return loss, out, total, sq
 
     def _diverged(self, epoch: int, batch: int, what: str, good: dict[str, Any], callbacks: CallbackList) -> None:
         self._restore(good)
@@ -769,6 +778,23 @@ class Trainer:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+def _batch_gatherer(X: Any, batch_size: int) -> Callable[[Any], Any]:
+    """``idx -> X[idx]``, on NumPy into one reused buffer (``numpy.take`` with ``out``: about twice as fast).
+
+    The buffer is overwritten by the next batch: the model uses the batch only
+    until its backward pass (a ``Linear`` keeps its input until then).
+    """
+    if backend.xp is not numpy:
+        return lambda idx: X[idx]
+    buf = numpy.empty((min(batch_size, X.shape[0]), *X.shape[1:]), dtype=X.dtype)
+
+    def gather(idx: Any) -> Any:
+        out = buf[:len(idx)]
+        return numpy.take(X, idx, axis=0, out=out, mode="clip")    # idx is a permutation slice: always in range
+
+    return gather
+
+
 def _positive_int(name: str, v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, numpy.integer)) or v < 1:
         raise ValueError(f"{name} must be a positive int, got {v!r}")
