@@ -91,15 +91,15 @@ def layer_rows(net: Module, input_shape: tuple[int, ...]) -> list[Row]:
     rows: list[Row] = []
 
     def walk(m: Module, shape: tuple[int, ...], path: str, depth: int) -> None:
-        children = m._child_shapes(shape)
-        names = [name for name, _ in m._children]
-        own_params = sum(p.size for p in m._params.values())
+        children = m._child_shapes(shape)        # the children whose input shapes the module knows, in order
+        names = {id(child): name for name, child in m.named_children()}
         total_params = sum(p.size for p in m.parameters())
         out_shape = m.output_shape(shape)
         if depth >= 0:
-            rows.append(Row(path, depth, describe(m), out_shape, total_params if children else own_params,
+            rows.append(Row(path, depth, describe(m), out_shape, total_params,
                             m.flops(shape), bool(children)))
-        for name, (child, child_shape) in zip(names, children, strict=True):
+        for child, child_shape in children:
+            name = names[id(child)]
             walk(child, child_shape, f"{path}.{name}" if path else name, depth + 1)
 
     walk(net, input_shape, "", -1)
@@ -240,7 +240,7 @@ def run_gradcheck(args: argparse.Namespace) -> int:
     training = not args.eval
     result = gradcheck(net, x, training=training, eps=args.eps, tol=args.tol, max_entries=args.max_entries,
                        seed=args.seed, raise_on_fail=False)
-    children = dict(net._children)
+    children = dict(net.named_children())
 
     print(f"gradient check of {net.num_parameters():,} parameters in float64 on {len(x)} samples of {ds.name} "
           f"({'training' if training else 'evaluation'} mode), central differences, eps {args.eps:g}")

@@ -19,11 +19,12 @@ from .linear import Linear
 from .normalization import BatchNorm
 from .pooling import ClassToken, MeanPool, TokenPool
 from .positional import PositionalEmbedding, SinusoidalPositionalEncoding
+from .reshape import Reshape
 from .transformer import TransformerEncoderBlock, transformer_classifier
 
 __all__ = [
     "ClassToken", "DenseBlock", "GELU", "LayerNorm", "MeanPool", "MultiHeadSelfAttention", "PositionalEmbedding",
-    "ScaledDotProductAttention", "SinusoidalPositionalEncoding", "TokenPool", "TransformerEncoderBlock", "attention_backward",
+    "Reshape", "ScaledDotProductAttention", "SinusoidalPositionalEncoding", "TokenPool", "TransformerEncoderBlock", "attention_backward",
     "attention_forward", "causal_mask", "dense_block", "input_layer", "set_mask", "transformer_classifier", "without_input_gradient",
     "ACTIVATIONS", "Activation", "BatchNorm", "Dropout", "Identity", "LeakyReLU", "Linear", "Module", "ReLU",
     "Residual", "Sequential", "Sigmoid", "Softmax", "Tanh", "build", "check_finite", "log_softmax",
