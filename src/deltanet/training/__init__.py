@@ -7,8 +7,9 @@
 
 from .callbacks import Callback, CallbackList, ModelCheckpoint
 from .checkpoint import load_state, save_state
+from .data import validation_split
 from .history import RECORD_KEYS, STOP_REASONS, History
-from .metrics import accuracy, dead_fractions, infer_task, validation_split
+from .metrics import accuracy, dead_fractions, infer_task
 from .progress import ProgressBar
 from .stopping import EarlyStopping, GradNormThreshold, LossThreshold
 from .trainer import Trainer

@@ -9,18 +9,32 @@ stored as the member ``__meta__``, where each array appears as
 ``{"__array__": "<member name>"}``. Loading cannot run code. Files are written
 to a temporary name in the target folder and moved into place with
 ``os.replace``, so a crash never leaves a half-written checkpoint.
+
+The second half is the trainer's side of a checkpoint: the state it saves
+(:func:`trainer_state`), restores (:func:`load_trainer_state`) and rebuilds a
+trainer from (:func:`load_trainer`); :class:`~deltanet.training.Trainer`'s
+``state_dict``, ``load_state_dict`` and ``load_checkpoint`` delegate here.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy
 
 from .. import backend
 from ..io import atomic_write
+from ..losses import LOSSES
+from ..modules.base import Module, build
+from ..optim import OPTIMIZERS, Optimizer
+from ..optim import schedules as schedules_module
+from ..optim.schedules import Schedule
+from .history import History
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 #: Written into every checkpoint; loading checks it.
 FORMAT = "deltanet.checkpoint"
@@ -114,3 +128,119 @@ def set_rng_state(gen: numpy.random.Generator, state: dict[str, Any]) -> None:
     if state.get("bit_generator") != kind:
         raise ValueError(f"checkpoint: generator state is for {state.get('bit_generator')!r}, the generator is {kind}")
     gen.bit_generator.state = state
+
+
+# -- the trainer's state -------------------------------------------------------------------------
+def trainer_state(trainer: Trainer) -> dict[str, Any]:
+    """The full training state of ``trainer`` (:meth:`Trainer.state_dict <deltanet.training.Trainer.state_dict>`).
+
+    Weights and buffers, optimizer state, schedule state, generator states
+    (shuffle and dropout), epoch, history, callback states and the trainer's
+    configuration. Arrays are copies.
+    """
+    xp = backend.xp
+    finished = trainer.stop_reason not in (None, "interrupted")
+    planned = trainer._planned_end if trainer._in_fit and not finished else None
+    try:
+        model_config = trainer.model.config()
+        json.dumps(model_config)
+    except (TypeError, ValueError, NotImplementedError):
+        model_config = None
+    callbacks = {}
+    for key, cb in trainer._stateful_callbacks().items():
+        st = cb.state_dict()
+        if st is not None:
+            callbacks[key] = st
+    spec = trainer._schedule_spec
+    return {
+        "trainer": trainer.config(),
+        "model_config": model_config,
+        "model": {k: xp.array(v, copy=True) for k, v in trainer.model.state_dict().items()},
+        "optimizer": trainer.optimizer.state_dict(),
+        "schedule": None if trainer.schedule is None else trainer.schedule.state_dict(),
+        "schedule_spec": None if spec is None else {"name": spec[0], "kwargs": spec[1]},
+        "rng": {"shuffle": rng_state(trainer.rng), "dropout": [rng_state(g) for g in trainer.model.generators()],
+                "seeded": trainer._seeded},
+        "epoch": trainer.epoch,
+        "planned_end_epoch": planned,
+        "history": trainer.history.to_dict(),
+        "callbacks": callbacks,
+    }
+
+
+def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
+    """Restore a :func:`trainer_state` into ``trainer`` (from it or a checkpoint of the same model)."""
+    if trainer._in_fit:
+        raise RuntimeError("Trainer.load_state_dict cannot run during fit")
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    sched = state.get("schedule")
+    if sched is not None:
+        if trainer.schedule is None:
+            trainer.schedule = rebuild_schedule(sched, trainer.optimizer)
+        trainer.schedule.load_state_dict(sched)
+        trainer._schedule_spec = None
+    elif state.get("schedule_spec") is not None and trainer.schedule is None:
+        spec = state["schedule_spec"]
+        trainer._schedule_spec = (spec["name"], dict(spec["kwargs"]))
+    rng = state["rng"]
+    set_rng_state(trainer.rng, rng["shuffle"])
+    gens = trainer.model.generators()
+    if len(gens) != len(rng["dropout"]):
+        raise ValueError(f"the checkpoint has {len(rng['dropout'])} dropout generators, the model {len(gens)}")
+    for gen, st in zip(gens, rng["dropout"], strict=True):
+        set_rng_state(gen, st)
+    trainer._seeded = bool(rng["seeded"])
+    trainer.epoch = int(state["epoch"])
+    trainer.history = History.from_dict(state["history"])
+    named = trainer._stateful_callbacks()
+    for key, st in state.get("callbacks", {}).items():
+        if key in named:
+            named[key].load_state_dict(st)
+    planned = state.get("planned_end_epoch")
+    trainer._resume_end = planned
+    trainer.resuming = planned is not None and planned > trainer.epoch
+
+
+def load_trainer(cls: type[Trainer], path: str | os.PathLike[str], model: Module | None,
+                 overrides: dict[str, Any]) -> Trainer:
+    """Rebuild a trainer of class ``cls`` (and, unless given, its model) from a checkpoint file.
+
+    ``overrides`` replace the constructor arguments stored in the file
+    (:meth:`Trainer.load_checkpoint <deltanet.training.Trainer.load_checkpoint>`).
+    """
+    state = load_state(path)
+    if model is None:
+        if state.get("model_config") is None:
+            raise ValueError(f"{os.fspath(path)!r}: the model has no config to rebuild it from; pass model=")
+        model = build(state["model_config"])
+    kwargs = dict(state["trainer"])
+    kwargs.update(overrides)
+    if "optimizer" not in overrides:
+        opt_state = state["optimizer"]
+        by_class = {c.__name__: c for c in OPTIMIZERS.values()}
+        opt_cls = by_class.get(opt_state["type"])
+        if opt_cls is None:
+            raise ValueError(f"unknown optimizer {opt_state['type']!r} in the checkpoint; pass optimizer=")
+        hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in opt_state["hyperparameters"].items()}
+        kwargs["optimizer"] = opt_cls(model.parameters(), **hyper)
+    if isinstance(kwargs.get("loss"), str) and kwargs["loss"] not in LOSSES:
+        by_class = {c.__name__: c for c in LOSSES.values()}
+        if kwargs["loss"] not in by_class:
+            raise ValueError(f"unknown loss {kwargs['loss']!r} in the checkpoint; pass loss=")
+        kwargs["loss"] = by_class[kwargs["loss"]]()
+    trainer = cls(model, **kwargs)
+    trainer.load_state_dict(state)
+    return trainer
+
+
+def rebuild_schedule(state: dict[str, Any], optimizer: Optimizer) -> Schedule:
+    """A schedule of the type and hyper-parameters recorded in its ``state_dict``."""
+    cls = getattr(schedules_module, state.get("type", ""), None)
+    if not (isinstance(cls, type) and issubclass(cls, Schedule)):
+        raise ValueError(f"cannot rebuild schedule {state.get('type')!r} from a checkpoint; pass schedule= "
+                         "(a Schedule over the trainer's optimizer)")
+    hyper = dict(state.get("hyperparameters", {}))
+    if cls is schedules_module.LinearWarmup:
+        return cls(rebuild_schedule(state["schedule"], optimizer), **hyper)
+    return cls(optimizer, **hyper)

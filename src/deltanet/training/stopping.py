@@ -189,3 +189,29 @@ class EarlyStopping(Callback):
         self.best_epoch = state["best_epoch"]
         self.wait = int(state["wait"])
         self.best_state = state.get("best_state")
+
+
+def make_early_stopping(spec: Any) -> EarlyStopping | None:
+    """The trainer's ``early_stopping`` argument as an :class:`EarlyStopping` (or None).
+
+    ``None`` / ``False`` -> no early stopping, ``True`` -> the defaults, a dict ->
+    ``EarlyStopping(**spec)``, an instance -> itself.
+    """
+    if spec is None or spec is False:
+        return None
+    if spec is True:
+        return EarlyStopping()
+    if isinstance(spec, EarlyStopping):
+        return spec
+    if isinstance(spec, dict):
+        return EarlyStopping(**spec)
+    raise TypeError(f"early_stopping must be None, True, a dict of EarlyStopping arguments or an EarlyStopping, "
+                    f"got {type(spec).__name__}")
+
+
+def criterion_threshold(criteria: list[Callback], kind: type) -> float | None:
+    """The ``threshold`` of the first criterion of exactly type ``kind`` in ``criteria`` (None if there is none)."""
+    for c in criteria:
+        if type(c) is kind:
+            return c.threshold
+    return None

@@ -19,7 +19,6 @@ plain calls; the trainer adds bookkeeping around it, never inside the math::
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -35,26 +34,19 @@ from .. import backend
 from ..errors import NonFiniteError
 from ..losses import LOSSES, Loss, get_loss
 from ..modules.activations import softmax
-from ..modules.base import Module, build
+from ..modules.base import Module
 from ..modules.containers import without_input_gradient
 from ..optim import OPTIMIZERS, Optimizer, clip_grad_norm, get_optimizer, get_schedule
-from ..optim import schedules as schedules_module
 from ..optim.schedules import Schedule
 from ..parameter import Parameter
 from . import checkpoint as ckpt
+from ._checks import non_negative, positive, positive_int
 from .callbacks import Callback, CallbackList
+from .data import Dataset, prepare_data, prepare_inputs, validation_split
 from .history import History
-from .metrics import (
-    Dataset,
-    check_task,
-    correct_count,
-    dead_fractions,
-    prepare_data,
-    prepare_inputs,
-    validation_split,
-)
+from .metrics import check_task, correct_count, dead_fractions
 from .progress import ProgressBar
-from .stopping import EarlyStopping, GradNormThreshold, LossThreshold
+from .stopping import GradNormThreshold, LossThreshold, criterion_threshold, make_early_stopping
 
 GradientHook = Callable[[list[Parameter]], None]
 
@@ -188,11 +180,11 @@ class Trainer:
             raise ValueError("Trainer: the model has no trainable parameters")
         self.loss: Loss = get_loss(loss)
         self.task: str = check_task(task, self.loss)
-        self.batch_size = _positive_int("batch_size", batch_size)
-        self.epochs = _positive_int("epochs", epochs)
-        self.eval_batch_size = _positive_int("eval_batch_size", eval_batch_size)
-        self.l2 = _non_negative("l2", l2)
-        self.clip_norm = None if clip_norm is None else _positive("clip_norm", clip_norm)
+        self.batch_size = positive_int("batch_size", batch_size)
+        self.epochs = positive_int("epochs", epochs)
+        self.eval_batch_size = positive_int("eval_batch_size", eval_batch_size)
+        self.l2 = non_negative("l2", l2)
+        self.clip_norm = None if clip_norm is None else positive("clip_norm", clip_norm)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)) or seed < 0):
             raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
@@ -220,7 +212,7 @@ class Trainer:
             self.criteria.append(LossThreshold(stop_loss_below))
         if stop_grad_norm_below is not None:
             self.criteria.append(GradNormThreshold(stop_grad_norm_below))
-        self.early_stopping = _make_early_stopping(early_stopping)
+        self.early_stopping = make_early_stopping(early_stopping)
         if self.early_stopping is not None:
             self.criteria.append(self.early_stopping)
         self.callbacks: list[Callback] = list(callbacks)
@@ -627,7 +619,7 @@ class Trainer:
     def predict(self, X: Any, batch_size: int | None = None) -> Any:
         """The model's outputs (logits for the fused losses) in eval mode, computed ``batch_size`` rows at a time."""
         X = prepare_inputs(self.model, X)
-        bs = _positive_int("batch_size", batch_size or self.eval_batch_size)
+        bs = positive_int("batch_size", batch_size or self.eval_batch_size)
         outs = [self.model.forward(X[s:s + bs], training=False) for s in range(0, X.shape[0], bs)]
         return outs[0] if len(outs) == 1 else backend.xp.concatenate(outs, axis=0)
 
@@ -648,8 +640,8 @@ class Trainer:
         loss_name = self.loss.name if LOSSES.get(self.loss.name) is type(self.loss) else type(self.loss).__name__
         return {"loss": loss_name, "batch_size": self.batch_size, "epochs": self.epochs, "l2": self.l2,
                 "clip_norm": self.clip_norm, "seed": self.seed,
-                "stop_loss_below": _criterion(self.criteria, LossThreshold),
-                "stop_grad_norm_below": _criterion(self.criteria, GradNormThreshold),
+                "stop_loss_below": criterion_threshold(self.criteria, LossThreshold),
+                "stop_grad_norm_below": criterion_threshold(self.criteria, GradNormThreshold),
                 "early_stopping": None if self.early_stopping is None else self.early_stopping.config(),
                 "task": self.task, "record_layers": self.record_layers, "shuffle": self.shuffle,
                 "eval_batch_size": self.eval_batch_size, "on_divergence": self.on_divergence}
@@ -667,69 +659,13 @@ class Trainer:
 
         Weights and buffers, optimizer state, schedule state, generator states
         (shuffle and dropout), epoch, history, callback states and the trainer's
-        configuration. Arrays are copies.
+        configuration. Arrays are copies. See :func:`checkpoint.trainer_state`.
         """
-        xp = backend.xp
-        finished = self.stop_reason not in (None, "interrupted")
-        planned = self._planned_end if self._in_fit and not finished else None
-        try:
-            model_config = self.model.config()
-            json.dumps(model_config)
-        except (TypeError, ValueError, NotImplementedError):
-            model_config = None
-        callbacks = {}
-        for key, cb in self._stateful_callbacks().items():
-            st = cb.state_dict()
-            if st is not None:
-                callbacks[key] = st
-        return {
-            "trainer": self.config(),
-            "model_config": model_config,
-            "model": {k: xp.array(v, copy=True) for k, v in self.model.state_dict().items()},
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": None if self.schedule is None else self.schedule.state_dict(),
-            "schedule_spec": None if self._schedule_spec is None else {"name": self._schedule_spec[0],
-                                                                      "kwargs": self._schedule_spec[1]},
-            "rng": {"shuffle": ckpt.rng_state(self.rng), "dropout": [ckpt.rng_state(g) for g in self.model.generators()],
-                    "seeded": self._seeded},
-            "epoch": self.epoch,
-            "planned_end_epoch": planned,
-            "history": self.history.to_dict(),
-            "callbacks": callbacks,
-        }
+        return ckpt.trainer_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (from this trainer or a checkpoint of the same model)."""
-        if self._in_fit:
-            raise RuntimeError("Trainer.load_state_dict cannot run during fit")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        sched = state.get("schedule")
-        if sched is not None:
-            if self.schedule is None:
-                self.schedule = _rebuild_schedule(sched, self.optimizer)
-            self.schedule.load_state_dict(sched)
-            self._schedule_spec = None
-        elif state.get("schedule_spec") is not None and self.schedule is None:
-            spec = state["schedule_spec"]
-            self._schedule_spec = (spec["name"], dict(spec["kwargs"]))
-        rng = state["rng"]
-        ckpt.set_rng_state(self.rng, rng["shuffle"])
-        gens = self.model.generators()
-        if len(gens) != len(rng["dropout"]):
-            raise ValueError(f"the checkpoint has {len(rng['dropout'])} dropout generators, the model {len(gens)}")
-        for gen, st in zip(gens, rng["dropout"], strict=True):
-            ckpt.set_rng_state(gen, st)
-        self._seeded = bool(rng["seeded"])
-        self.epoch = int(state["epoch"])
-        self.history = History.from_dict(state["history"])
-        named = self._stateful_callbacks()
-        for key, st in state.get("callbacks", {}).items():
-            if key in named:
-                named[key].load_state_dict(st)
-        planned = state.get("planned_end_epoch")
-        self._resume_end = planned
-        self.resuming = planned is not None and planned > self.epoch
+        ckpt.load_trainer_state(self, state)
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`state_dict` to ``path`` (``.npz`` + JSON, no pickle; atomic)."""
@@ -748,29 +684,7 @@ class Trainer:
         ``progress=True``, or ``loss=`` / ``schedule=`` objects that the file
         cannot describe (user-defined classes).
         """
-        state = ckpt.load_state(path)
-        if model is None:
-            if state.get("model_config") is None:
-                raise ValueError(f"{os.fspath(path)!r}: the model has no config to rebuild it from; pass model=")
-            model = build(state["model_config"])
-        kwargs = dict(state["trainer"])
-        kwargs.update(overrides)
-        if "optimizer" not in overrides:
-            opt_state = state["optimizer"]
-            by_class = {c.__name__: c for c in OPTIMIZERS.values()}
-            opt_cls = by_class.get(opt_state["type"])
-            if opt_cls is None:
-                raise ValueError(f"unknown optimizer {opt_state['type']!r} in the checkpoint; pass optimizer=")
-            hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in opt_state["hyperparameters"].items()}
-            kwargs["optimizer"] = opt_cls(model.parameters(), **hyper)
-        if isinstance(kwargs.get("loss"), str) and kwargs["loss"] not in LOSSES:
-            by_class = {c.__name__: c for c in LOSSES.values()}
-            if kwargs["loss"] not in by_class:
-                raise ValueError(f"unknown loss {kwargs['loss']!r} in the checkpoint; pass loss=")
-            kwargs["loss"] = by_class[kwargs["loss"]]()
-        trainer = cls(model, **kwargs)
-        trainer.load_state_dict(state)
-        return trainer
+        return ckpt.load_trainer(cls, path, model, overrides)
 
     def __repr__(self) -> str:
         return (f"Trainer(loss={type(self.loss).__name__}, optimizer={self.optimizer!r}, batch_size={self.batch_size}, "
@@ -793,61 +707,6 @@ def _batch_gatherer(X: Any, batch_size: int) -> Callable[[Any], Any]:
         return numpy.take(X, idx, axis=0, out=out, mode="clip")    # idx is a permutation slice: always in range
 
     return gather
-
-
-def _positive_int(name: str, v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, numpy.integer)) or v < 1:
-        raise ValueError(f"{name} must be a positive int, got {v!r}")
-    return int(v)
-
-
-def _non_negative(name: str, v: Any) -> float:
-    try:
-        f = float(v)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number, got {v!r}") from exc
-    if not (f >= 0 and math.isfinite(f)):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v}")
-    return f
-
-
-def _positive(name: str, v: Any) -> float:
-    f = _non_negative(name, v)
-    if f == 0:
-        raise ValueError(f"{name} must be > 0, got {v}")
-    return f
-
-
-def _make_early_stopping(spec: Any) -> EarlyStopping | None:
-    if spec is None or spec is False:
-        return None
-    if spec is True:
-        return EarlyStopping()
-    if isinstance(spec, EarlyStopping):
-        return spec
-    if isinstance(spec, dict):
-        return EarlyStopping(**spec)
-    raise TypeError(f"early_stopping must be None, True, a dict of EarlyStopping arguments or an EarlyStopping, "
-                    f"got {type(spec).__name__}")
-
-
-def _criterion(criteria: list[Callback], kind: type) -> float | None:
-    for c in criteria:
-        if type(c) is kind:
-            return c.threshold
-    return None
-
-
-def _rebuild_schedule(state: dict[str, Any], optimizer: Optimizer) -> Schedule:
-    """A schedule of the type and hyper-parameters recorded in its ``state_dict``."""
-    cls = getattr(schedules_module, state.get("type", ""), None)
-    if not (isinstance(cls, type) and issubclass(cls, Schedule)):
-        raise ValueError(f"cannot rebuild schedule {state.get('type')!r} from a checkpoint; pass schedule= "
-                         "(a Schedule over the trainer's optimizer)")
-    hyper = dict(state.get("hyperparameters", {}))
-    if cls is schedules_module.LinearWarmup:
-        return cls(_rebuild_schedule(state["schedule"], optimizer), **hyper)
-    return cls(optimizer, **hyper)
 
 
 __all__ = ["Trainer"]

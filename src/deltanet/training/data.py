@@ -1,0 +1,161 @@
+"""Training data: validation, conversion to the model's dtype, and the validation split.
+
+Everything here runs once per ``fit`` (validation, conversion, split), so it
+adds no pass over the data to the training loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy
+
+from .. import backend
+from ..modules.base import Module, check_finite
+
+
+@dataclass
+class Dataset:
+    """Training arrays after validation and conversion (done once per ``fit``)."""
+
+    X: Any
+    y: Any
+    sample_weight: Any = None
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+    def take(self, idx: Any) -> Dataset:
+        idx = backend.xp.asarray(idx)
+        w = None if self.sample_weight is None else self.sample_weight[idx]
+        return Dataset(self.X[idx], self.y[idx], w)
+
+
+def model_dtype(model: Module) -> numpy.dtype:
+    """The dtype of the model's parameters (the default dtype for a parameter-free model)."""
+    params = model.parameters()
+    return numpy.dtype(params[0].dtype) if params else backend.get_default_dtype()
+
+
+def output_width(model: Module, X: Any) -> int:
+    """Size of the model output's last axis, from an eval-mode forward pass of one sample of ``X``.
+
+    The probe also surfaces a shape mismatch between the data and the model
+    before training starts, with the module's own message.
+    """
+    return int(model.forward(X[:1], training=False).shape[-1])
+
+
+def prepare_inputs(model: Module, X: Any, name: str = "X") -> Any:
+    """Check ``X`` (numeric, at least 2 axes, at least one sample, finite) and convert it to the model's dtype."""
+    if not hasattr(X, "dtype"):
+        X = numpy.asarray(X)
+    if X.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be a numeric array, got dtype {X.dtype}")
+    if X.ndim < 2:
+        raise ValueError(f"{name} must have shape (n_samples, n_features), got {tuple(X.shape)}; "
+                         "reshape a single feature with X.reshape(-1, 1)")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has no samples")
+    X = backend.xp.asarray(X, dtype=model_dtype(model))
+    check_finite(X, name)
+    return X
+
+
+def prepare_data(model: Module, X: Any, y: Any, task: str, sample_weight: Any = None, name: str = "X") -> Dataset:
+    """Validate ``X``, ``y`` (and ``sample_weight``) once and convert them for training.
+
+    ``X`` becomes the model's dtype (one copy at most), must be numeric with at
+    least 2 axes and finite. ``y`` must have ``len(X)`` rows; for classification
+    it is integer labels in [0, C) (whole-number floats are accepted) converted to
+    int64, or class probabilities of shape ``(n, C)``; otherwise it is converted to
+    the model's dtype, a ``(n,)`` target becoming ``(n, 1)`` for a one-column output.
+    """
+    xp = backend.xp
+    dtype = model_dtype(model)
+    X = prepare_inputs(model, X, name)
+    n = int(X.shape[0])
+    if not hasattr(y, "dtype"):
+        y = numpy.asarray(y)
+    yname = "y" if name == "X" else name.replace("X", "y")
+    if y.ndim == 0 or y.shape[0] != n:
+        got = y.shape[0] if y.ndim else "a scalar"
+        raise ValueError(f"{name} has {n} samples but {yname} has {got}; they must have the same length")
+    if y.dtype.kind not in "fiub":
+        raise TypeError(f"{yname} must be numeric, got dtype {y.dtype}")
+    width = output_width(model, X)
+    if task == "classification":
+        y = _class_targets(y, X, width, dtype, yname)
+    else:
+        y = xp.asarray(y, dtype=dtype)
+        check_finite(y, yname)
+        if y.ndim == 1 and width == 1:
+            y = y.reshape(-1, 1)
+        if y.ndim < 2 or y.shape[-1] != width:
+            raise ValueError(f"{yname} has shape {tuple(y.shape)} but the model has {width} output"
+                             f"{'s' if width != 1 else ''}; targets must have shape (n, {width})")
+        if task == "multilabel" and y.size and (bool((y < 0).any()) or bool((y > 1).any())):
+            raise ValueError(f"{yname}: multilabel targets must be in [0, 1]")
+    w = None
+    if sample_weight is not None:
+        w = xp.asarray(sample_weight, dtype=dtype).reshape(-1)
+        if w.shape[0] != n:
+            raise ValueError(f"sample_weight has {w.shape[0]} entries but {name} has {n} samples")
+        if not bool(xp.isfinite(w).all()) or bool((w < 0).any()):
+            raise ValueError("sample_weight must be finite and >= 0")
+    return Dataset(X, y, w)
+
+
+def _class_targets(y: Any, X: Any, width: int, dtype: Any, yname: str) -> Any:
+    xp = backend.xp
+    if y.ndim == 1:
+        if y.dtype.kind == "f":
+            if not bool(xp.all(y == xp.round(y))):
+                raise TypeError(f"{yname}: class labels must be whole numbers, got fractional values; "
+                                "pass integer labels or class probabilities of shape (n, C)")
+        y = xp.asarray(y, dtype=xp.int64)
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= width:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{yname}: class labels must be in [0, {width}) for a model with {width} outputs, got {bad}")
+        return y
+    if y.shape[-1] != width:
+        raise ValueError(f"{yname}: class probabilities must have shape (n, {width}), got {tuple(y.shape)}")
+    y = xp.asarray(y, dtype=dtype)
+    check_finite(y, yname)
+    return y
+
+
+def validation_split(y: Any, fraction: float, rng: numpy.random.Generator, stratify: bool) -> tuple[Any, Any]:
+    """Split indices ``0..n-1`` into (train, validation) with about ``fraction`` in validation.
+
+    With ``stratify`` (classification) every class c of n_c samples gives
+    ``round(fraction * n_c)`` samples to validation, so both parts keep the class
+    proportions; otherwise ``round(fraction * n)`` samples are drawn at random.
+    Both index arrays are sorted (the original order inside each part).
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {fraction}")
+    y = backend.to_numpy(y)
+    n = int(y.shape[0])
+    if stratify:
+        labels = y.argmax(axis=-1) if y.ndim > 1 else y
+        order = numpy.argsort(labels, kind="stable")
+        _, starts, counts = numpy.unique(labels[order], return_index=True, return_counts=True)
+        chosen = []
+        for start, count in zip(starts, counts, strict=True):    # a loop over classes, not samples
+            k = round(fraction * int(count))
+            if k:
+                members = order[start:start + count]
+                chosen.append(rng.choice(members, size=k, replace=False))
+        val = numpy.sort(numpy.concatenate(chosen)) if chosen else numpy.empty(0, dtype=numpy.intp)
+    else:
+        k = round(fraction * n)
+        val = numpy.sort(rng.choice(n, size=k, replace=False)) if k else numpy.empty(0, dtype=numpy.intp)
+    if val.size == 0 or val.size == n:
+        raise ValueError(f"validation_fraction={fraction} of {n} samples leaves {'no' if val.size == 0 else 'all'} "
+                         "samples for validation; choose a fraction that keeps both parts non-empty")
+    mask = numpy.ones(n, dtype=bool)
+    mask[val] = False
+    return numpy.flatnonzero(mask), val
