@@ -90,3 +90,10 @@ def test_non_finite_gradients_are_left_alone():
 def test_max_norm_validation(max_norm, error, message):
     with pytest.raises(error, match=message):
         clip_grad_norm(make_params(), max_norm)
+
+
+def test_clip_grad_norm_uses_a_norm_the_caller_already_has():
+    a, b = dn.Parameter(np.array([3.0, 0.0])), dn.Parameter(np.array([4.0]))
+    a.grad, b.grad = np.array([3.0, 0.0]), np.array([4.0])
+    assert clip_grad_norm([a, b], 1.0, norm=5.0) == 5.0
+    np.testing.assert_allclose(np.concatenate([a.grad, b.grad]), [0.6, 0.0, 0.8])

@@ -25,7 +25,7 @@ def grad_norm(params: Iterable[Parameter]) -> float:
     return math.sqrt(sum(float(backend.xp.dot(g, g)) for g in grads))
 
 
-def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
+def clip_grad_norm(params: Iterable[Parameter], max_norm: float, *, norm: float | None = None) -> float:
     r"""Clip gradients by their global norm, in place; return the norm before clipping.
 
     Parameters
@@ -34,6 +34,9 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
         Usually ``model.parameters()``; all gradients are treated as one vector.
     max_norm : float
         The threshold tau (> 0).
+    norm : float, optional
+        The global norm of these gradients when the caller has already
+        computed it (the trainer records it every batch): saves one pass.
 
     Returns
     -------
@@ -57,7 +60,8 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:
     """
     tau = check_positive("max_norm", max_norm)
     params = list(params)
-    norm = grad_norm(params)
+    if norm is None:
+        norm = grad_norm(params)
     if norm > tau and math.isfinite(norm):
         scale = tau / norm
         grads = flat_grads(params)          # one pass per flat buffer, when the parameters are flat

@@ -574,7 +574,7 @@ class Trainer:
         if not math.isfinite(total):
             return f"the gradient norm is {total}"
         if self.clip_norm is not None:
-            clip_grad_norm(self.params, self.clip_norm)
+            clip_grad_norm(self.params, self.clip_norm, norm=total)
         self.optimizer.step()
         if self.schedule is not None:
             self.schedule.step_batch()
