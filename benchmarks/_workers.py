@@ -89,6 +89,20 @@ def batch_starts(n: int, batch: int) -> range:
     return range(0, n, batch)
 
 
+def time_inference(forward: Any, x: Any, spec: dict[str, Any]) -> list[float]:
+    """Seconds of ``spec["epochs"]`` passes of ``forward`` over ``x`` in chunks of ``spec["batch"]`` rows,
+    after ``spec["warmup"]`` warm-up chunks."""
+    b, times = spec["batch"], []
+    for s in batch_starts(min(x.shape[0], spec["warmup"] * b), b):
+        forward(x[s:s + b])
+    for _ in range(spec["epochs"]):
+        t0 = time.perf_counter()
+        for s in batch_starts(x.shape[0], b):
+            forward(x[s:s + b])
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 # -- frameworks -------------------------------------------------------------------
 class Floor:
     """The matrix products of one MLP training step, nothing else.
@@ -148,15 +162,7 @@ def run_floor(spec: dict[str, Any], x: np.ndarray, y: np.ndarray, library: str =
     rng = np.random.default_rng(spec["seed"] + 2)
     b, times = spec["batch"], []
     if spec["mode"] == "predict":
-        xa = floor.asarray(x)
-        for s in batch_starts(min(x.shape[0], spec["warmup"] * b), b):
-            floor.forward(xa[s:s + b])
-        for _ in range(spec["epochs"]):
-            t0 = time.perf_counter()
-            for s in batch_starts(x.shape[0], b):
-                floor.forward(xa[s:s + b])
-            times.append(time.perf_counter() - t0)
-        return {"times": times}
+        return {"times": time_inference(floor.forward, floor.asarray(x), spec)}
     floor.epoch(floor.asarray(x[: spec["warmup"] * b]))
     for _ in range(spec["epochs"]):
         xs = floor.asarray(x[rng.permutation(x.shape[0])])                       # pre-shuffled, outside the timing
@@ -178,15 +184,7 @@ def run_deltanet(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str
     net = dn.mlp(spec["sizes"], activation="relu", rng=spec["seed"], dtype=spec["dtype"])
     b = spec["batch"]
     if spec["mode"] == "predict":
-        times = []
-        for s in batch_starts(min(x.shape[0], spec["warmup"] * b), b):
-            net.forward(x[s:s + b])
-        for _ in range(spec["epochs"]):
-            t0 = time.perf_counter()
-            for s in batch_starts(x.shape[0], b):
-                net.forward(x[s:s + b])
-            times.append(time.perf_counter() - t0)
-        return {"times": times}
+        return {"times": time_inference(net.forward, x, spec)}
 
     loss_fn = dn.SoftmaxCrossEntropy()
     opt = SGD(net.parameters(), lr=spec["lr"], momentum=spec["momentum"])
@@ -251,13 +249,7 @@ def run_torch(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, A
     if spec["mode"] == "predict":
         model.eval()
         with torch.inference_mode():
-            for s in batch_starts(min(x.shape[0], spec["warmup"] * b), b):
-                model(xt[s:s + b])
-            for _ in range(spec["epochs"]):
-                t0 = time.perf_counter()
-                for s in batch_starts(x.shape[0], b):
-                    model(xt[s:s + b])
-                times.append(time.perf_counter() - t0)
+            times = time_inference(model, xt, spec)
         return {"times": times, "torch_threads": torch.get_num_threads()}
 
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -299,12 +291,7 @@ def run_sklearn(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str,
     clf.partial_fit(x[:n_warm], y[:n_warm], classes=classes)                    # initialises the weights
     times = []
     if spec["mode"] == "predict":
-        for _ in range(spec["epochs"]):
-            t0 = time.perf_counter()
-            for s in batch_starts(x.shape[0], b):
-                clf.predict_proba(x[s:s + b])
-            times.append(time.perf_counter() - t0)
-        return {"times": times}
+        return {"times": time_inference(clf.predict_proba, x, spec)}
     for _ in range(spec["epochs"]):
         t0 = time.perf_counter()
         clf.partial_fit(x, y)                                                     # one epoch of mini-batch SGD
