@@ -85,14 +85,12 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         t = self.step_count
         l2, tmp = work
-        g = grad
-        if decay and self.weight_decay:
-            if self.decoupled:
+        if self.decoupled:
+            g = grad
+            if decay and self.weight_decay:
                 w *= 1.0 - self.lr * self.weight_decay            # W = W - alpha lambda W
-            else:
-                xp.multiply(w, self.weight_decay, out=l2)         # g = grad + lambda W
-                l2 += grad
-                g = l2
+        else:
+            g = self._l2_gradient(w, grad, decay, out=l2)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m *= beta1                                                # m = beta1 m + (1 - beta1) g
         xp.multiply(g, 1.0 - beta1, out=tmp)

@@ -192,6 +192,15 @@ class Optimizer:
         """
         raise NotImplementedError
 
+    def _l2_gradient(self, w: Any, grad: Any, decay: bool, out: Any) -> Any:
+        """The gradient of L + lambda/2 ||W||^2: ``grad + weight_decay * w`` written into ``out`` where weight
+        decay applies to these elements (2 passes), else ``grad`` itself (never modified)."""
+        if not (decay and self.weight_decay):
+            return grad
+        backend.xp.multiply(w, self.weight_decay, out=out)                 # g = grad + lambda W
+        out += grad
+        return out
+
     # -- one parameter at a time (fused=False) --------------------------------
     def _update(self, p: Parameter, state: dict[str, Any]) -> None:
         for key in self.state_keys():

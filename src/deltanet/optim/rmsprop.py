@@ -80,11 +80,7 @@ class RMSprop(Optimizer):
         xp = backend.xp
         rho = self.alpha
         l2, tmp = work
-        g = grad
-        if decay and self.weight_decay:
-            xp.multiply(w, self.weight_decay, out=l2)             # g = grad + lambda W
-            l2 += grad
-            g = l2
+        g = self._l2_gradient(w, grad, decay, out=l2)
         v = state["square_avg"]
         v *= rho                                                  # v = rho v + (1 - rho) g^2
         xp.multiply(g, g, out=tmp)

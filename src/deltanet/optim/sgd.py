@@ -68,11 +68,7 @@ class SGD(Optimizer):
         # passes over memory: 2 (plain), 4 (momentum), +2 with weight decay, +2 for Nesterov
         xp = backend.xp
         tmp, step = work
-        g = grad
-        if decay and self.weight_decay:
-            xp.multiply(w, self.weight_decay, out=tmp)            # g = grad + lambda W
-            tmp += grad
-            g = tmp
+        g = self._l2_gradient(w, grad, decay, out=tmp)
         if self.momentum:
             b = state["momentum_buffer"]                          # b_0 = 0, so b_1 = g_1
             b *= self.momentum                                    # b = mu b + g
