@@ -37,10 +37,10 @@ from ..modules.activations import softmax
 from ..modules.base import Module
 from ..modules.containers import without_input_gradient
 from ..optim import OPTIMIZERS, Optimizer, clip_grad_norm, get_optimizer, get_schedule
+from ..optim.base import check_int, check_positive
 from ..optim.schedules import Schedule
 from ..parameter import Parameter
 from . import checkpoint as ckpt
-from ._checks import non_negative, positive, positive_int
 from .callbacks import Callback, CallbackList
 from .data import Dataset, prepare_data, prepare_inputs, validation_split
 from .history import History
@@ -180,11 +180,11 @@ class Trainer:
             raise ValueError("Trainer: the model has no trainable parameters")
         self.loss: Loss = get_loss(loss)
         self.task: str = check_task(task, self.loss)
-        self.batch_size = positive_int("batch_size", batch_size)
-        self.epochs = positive_int("epochs", epochs)
-        self.eval_batch_size = positive_int("eval_batch_size", eval_batch_size)
-        self.l2 = non_negative("l2", l2)
-        self.clip_norm = None if clip_norm is None else positive("clip_norm", clip_norm)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.epochs = check_int("epochs", epochs, minimum=1)
+        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
+        self.l2 = check_positive("l2", l2, allow_zero=True)
+        self.clip_norm = None if clip_norm is None else check_positive("clip_norm", clip_norm)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)) or seed < 0):
             raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
@@ -619,7 +619,7 @@ class Trainer:
     def predict(self, X: Any, batch_size: int | None = None) -> Any:
         """The model's outputs (logits for the fused losses) in eval mode, computed ``batch_size`` rows at a time."""
         X = prepare_inputs(self.model, X)
-        bs = positive_int("batch_size", batch_size or self.eval_batch_size)
+        bs = check_int("batch_size", batch_size or self.eval_batch_size, minimum=1)
         outs = [self.model.forward(X[s:s + bs], training=False) for s in range(0, X.shape[0], bs)]
         return outs[0] if len(outs) == 1 else backend.xp.concatenate(outs, axis=0)
 
