@@ -258,9 +258,11 @@ def test_flattening_keeps_contents_and_replaces_the_arrays():
     for p, o, c in zip(params, old, copies, strict=True):
         assert p.value is not o and p.value.base is buf.value and p.grad.base is buf.grad
         np.testing.assert_array_equal(p.value, c)
-        assert p.value.flags.c_contiguous and p.value.shape == c.shape
+        assert p.value.shape == c.shape                                      # same shape and memory order (Linear weights are column-major)
+        assert (p.value.flags.c_contiguous, p.value.flags.f_contiguous) == (o.flags.c_contiguous, o.flags.f_contiguous)
+        assert (p.grad.flags.c_contiguous, p.grad.flags.f_contiguous) == (o.flags.c_contiguous, o.flags.f_contiguous)
     np.testing.assert_array_equal(buf.value[:buf.n_decay],
-                                  np.concatenate([p.value.ravel() for p in params if p.decay]))
+                                  np.concatenate([p.value.ravel(order="A") for p in params if p.decay]))
     train(net, opt, 1)
     np.testing.assert_array_equal(old[0], copies[0])          # an array taken before the optimizer is not updated
     with pytest.raises(AttributeError):

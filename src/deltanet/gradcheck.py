@@ -161,18 +161,18 @@ def gradcheck(target: Module | Loss, x: Any, y: Any = None, *, training: bool = 
         raise TypeError(f"gradcheck: expected a Module or a Loss, got {type(target).__name__}")
 
     for name, value in tensors.items():
-        flat = value.reshape(-1)
-        idx = numpy.arange(flat.size)
-        if max_entries is not None and flat.size > max_entries:
-            idx = numpy.sort(rng.choice(flat.size, size=max_entries, replace=False))
+        idx = numpy.arange(value.size)
+        if max_entries is not None and value.size > max_entries:
+            idx = numpy.sort(rng.choice(value.size, size=max_entries, replace=False))
         numeric = numpy.empty(idx.size)
         for j, i in enumerate(idx):
-            old = flat[i]
-            flat[i] = old + eps
+            at = numpy.unravel_index(i, value.shape)      # in place whatever the memory order (weights are column-major)
+            old = value[at]
+            value[at] = old + eps
             fp = f()
-            flat[i] = old - eps
+            value[at] = old - eps
             fm = f()
-            flat[i] = old
+            value[at] = old
             numeric[j] = (fp - fm) / (2 * eps)
         errors[name] = _rel_error(analytic[name].reshape(-1)[idx], numeric)
         checked[name] = int(idx.size)

@@ -112,7 +112,7 @@ class SoftmaxCrossEntropy(Loss):
         xp = backend.xp
         z = self._output(output)
         n_classes = z.shape[-1]
-        z2 = z.reshape(-1, n_classes)
+        z2 = xp.ascontiguousarray(z.reshape(-1, n_classes))   # row-major: the label logits are picked by flat index below
         n = z2.shape[0]
         if not hasattr(target, "dtype"):
             target = numpy.asarray(target)

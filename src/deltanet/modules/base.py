@@ -250,15 +250,15 @@ def check_finite(x: Any, who: str | Callable[[], str]) -> None:
     finite: for a contiguous float array the BLAS dot product
     ``sum_i x_i^2`` (squares cannot cancel an infinity, so it is finite
     whenever every term is, barring overflow; about four times faster than a
-    sum), otherwise the sum. ``who`` names the culprit in the message: a
+    sum) for a row- or column-major array, otherwise the sum. ``who`` names the culprit in the message: a
     string, or a callable returning one, called only when there is an error.
     """
     xp = backend.xp
     if not x.size or x.dtype.kind not in "fc":
         return                                              # integers and booleans are always finite
     with numpy.errstate(over="ignore", invalid="ignore"):   # an overflow only sends us to the exact test
-        if x.dtype.kind == "f" and x.flags.c_contiguous:
-            flat = x.reshape(-1)
+        if x.dtype.kind == "f" and (x.flags.c_contiguous or x.flags.f_contiguous):
+            flat = x.reshape(-1, order="A")                 # a view in memory order (row- or column-major)
             total = xp.dot(flat, flat)
         else:
             total = xp.sum(x)

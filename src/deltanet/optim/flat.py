@@ -84,9 +84,13 @@ class FlatBuffer:
         _OWNERS[id(self.value)] = _OWNERS[id(self.grad)] = self
 
     def view(self, flat: Any, i: int) -> Any:
-        """The part of ``flat`` (an array of shape ``(size,)``) that belongs to ``params[i]``, shaped like it."""
+        """The part of ``flat`` (an array of shape ``(size,)``) that belongs to ``params[i]``, shaped like it
+        and in its memory order (a column-major parameter gets a column-major view)."""
         p, start = self.params[i], self.offsets[i]
-        return flat[start:start + p.size].reshape(p.value.shape)
+        part = flat[start:start + p.size]
+        if p.value.ndim > 1 and p.value.flags.f_contiguous and not p.value.flags.c_contiguous:
+            return part.reshape(p.value.shape[::-1]).T
+        return part.reshape(p.value.shape)
 
     def is_bound(self) -> bool:
         """Whether every parameter still uses this buffer's views and has the decay flag it had here."""

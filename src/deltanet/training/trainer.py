@@ -569,7 +569,7 @@ class Trainer:
         if self.gradient_hook is not None:
             self.gradient_hook(self.params)
         callbacks.on_after_backward(self)
-        sq = [float(xp.dot(g, g)) for g in (p.grad.reshape(-1) for p in self.params)]
+        sq = [float(xp.dot(g, g)) for g in (p.grad.reshape(-1, order="A") for p in self.params)]   # views in memory order
         total = math.sqrt(sum(sq))
         if not math.isfinite(total):
             return f"the gradient norm is {total}"
