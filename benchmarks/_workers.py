@@ -6,7 +6,7 @@ allocator state, thread pools or caches between them) and its peak resident
 memory can be read from the operating system. The last line printed to
 stdout is one JSON object with the measurement.
 
-Spec keys: ``framework`` (``floor``, ``torch-floor``, ``deltanet``, ``deltanet-trainer``,
+Spec keys: ``framework`` (``floor``, ``floor-F``, ``torch-floor``, ``deltanet``, ``deltanet-trainer``,
 ``torch``, ``sklearn``), ``mode`` (``train`` or ``predict``), ``sizes``
 (``[d_0, ..., d_L]``), ``batch``, ``n_samples``, ``dtype``, ``threads``,
 ``epochs`` (timed epochs; ``predict`` repeats), ``warmup`` (batches run
@@ -21,7 +21,11 @@ partial when ``batch`` does not divide ``n_samples``.
 * ``floor``: only the matrix products of an MLP of the same shapes, with
   NumPy and preallocated outputs, over contiguous slices of a pre-shuffled
   array: per layer ``z = x @ W.T`` (forward), ``dW = delta.T @ x`` and
-  ``dX = delta @ W`` (backward, the first layer's input gradient included).
+  ``dX = delta @ W`` (backward, the first layer's input gradient included),
+  every array row-major. This is the floor the issue's targets refer to.
+* ``floor-F``: the same products on column-major weights, activations and
+  gradients (the layout deltanet's ``Linear`` uses, see its docstring): the
+  same numbers, computed by the BLAS in its faster orientation.
 * ``torch-floor``: the same products with ``torch.mm`` (PyTorch's BLAS).
 * ``deltanet``: the plain five calls per batch (gather, ``forward``, loss
   ``forward``, ``zero_grad`` + ``backward``, optimizer ``step``) with
@@ -113,15 +117,15 @@ class Floor:
     overhead when deltanet is compared with PyTorch.
     """
 
-    def __init__(self, spec: dict[str, Any], library: str = "numpy") -> None:
+    def __init__(self, spec: dict[str, Any], library: str = "numpy", order: str = "C") -> None:
         sizes, b, dt = spec["sizes"], spec["batch"], np.dtype(spec["dtype"])
         rng = np.random.default_rng(spec["seed"] + 1)
         pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
-        self.w = [(rng.standard_normal((o, i), dtype=dt) / np.sqrt(i)).astype(dt) for i, o in pairs]
-        self.z = [np.empty((b, o), dt) for o in sizes[1:]]                        # forward outputs
-        self.delta = [rng.standard_normal((b, o), dtype=dt) * dt.type(0.01) for o in sizes[1:]]  # dL/dz per layer
+        self.w = [np.asarray(rng.standard_normal((o, i), dtype=dt) / np.sqrt(i), dtype=dt, order=order) for i, o in pairs]
+        self.z = [np.empty((b, o), dt, order=order) for o in sizes[1:]]           # forward outputs
+        self.delta = [np.asarray(rng.standard_normal((b, o), dtype=dt) * dt.type(0.01), order=order) for o in sizes[1:]]  # dL/dz
         self.dw = [np.empty_like(w) for w in self.w]
-        self.dx = [np.empty((b, i), dt) for i in sizes[:-1]]
+        self.dx = [np.empty((b, i), dt, order=order) for i in sizes[:-1]]
         self.batch = b
         if library == "torch":
             import torch
@@ -153,12 +157,12 @@ class Floor:
                 self.mm(d[:m], w, dx[:m])                                        # dX = delta W
 
 
-def run_floor(spec: dict[str, Any], x: np.ndarray, y: np.ndarray, library: str = "numpy") -> dict[str, Any]:
+def run_floor(spec: dict[str, Any], x: np.ndarray, y: np.ndarray, library: str = "numpy", order: str = "C") -> dict[str, Any]:
     if library == "torch":
         import torch
 
         torch.set_num_threads(spec["threads"])
-    floor = Floor(spec, library)
+    floor = Floor(spec, library, order)
     rng = np.random.default_rng(spec["seed"] + 2)
     b, times = spec["batch"], []
     if spec["mode"] == "predict":
@@ -171,6 +175,10 @@ def run_floor(spec: dict[str, Any], x: np.ndarray, y: np.ndarray, library: str =
         times.append(time.perf_counter() - t0)
         del xs
     return {"times": times}
+
+
+def run_floor_f(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    return run_floor(spec, x, y, order="F")
 
 
 def run_torch_floor(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -301,10 +309,11 @@ def run_sklearn(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str,
 
 #: Modules each framework imports, loaded before the baseline memory reading so
 #: that "peak - before" counts the model, its buffers and training, not the import.
-PRELOAD = {"floor": [], "torch-floor": ["torch"], "deltanet": ["deltanet", "deltanet.optim"], "deltanet-trainer": ["deltanet", "deltanet.training"],
+PRELOAD = {"floor": [], "floor-F": [], "torch-floor": ["torch"], "deltanet": ["deltanet", "deltanet.optim"],
+           "deltanet-trainer": ["deltanet", "deltanet.training"],
            "torch": ["torch"], "sklearn": ["sklearn.neural_network"]}
 
-RUNNERS = {"floor": run_floor, "torch-floor": run_torch_floor, "deltanet": run_deltanet, "deltanet-trainer": run_deltanet_trainer,
+RUNNERS = {"floor": run_floor, "floor-F": run_floor_f, "torch-floor": run_torch_floor, "deltanet": run_deltanet, "deltanet-trainer": run_deltanet_trainer,
            "torch": run_torch, "sklearn": run_sklearn}
 
 

@@ -56,6 +56,18 @@ def to_numpy(x: Any) -> numpy.ndarray:
     return numpy.asarray(x)
 
 
+def view_like(flat: Any, like: Any) -> Any:
+    """A view of the 1-D array ``flat`` (``like.size`` elements) with the shape of ``like`` and its memory order.
+
+    Column-major ``like`` (the weights of :class:`~deltanet.modules.Linear`)
+    gets a column-major view, anything else a row-major one, so that
+    elementwise arithmetic between the two runs over both in the same order.
+    """
+    if like.ndim > 1 and like.flags.f_contiguous and not like.flags.c_contiguous:
+        return flat.reshape(like.shape[::-1]).T
+    return flat.reshape(like.shape)
+
+
 def resolve_dtype(dtype: Any = None) -> numpy.dtype:
     """Return the floating dtype to use: ``dtype`` if given, else the global default.
 

@@ -52,7 +52,8 @@ class Dropout(Module):
             self._mask = None
             return x
         keep = 1.0 - self.rate
-        u = self.rng.random(x.shape, dtype=numpy.float32 if x.dtype == numpy.float32 else numpy.float64)
+        u = self.rng.random(x.size, dtype=numpy.float32 if x.dtype == numpy.float32 else numpy.float64)
+        u = backend.view_like(u, x)                 # in x's memory order (column-major after a Linear layer)
         mask = backend.xp.asarray(u >= self.rate, dtype=x.dtype)
         mask *= 1.0 / keep                          # m / p, once per batch
         self._mask = mask

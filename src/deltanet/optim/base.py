@@ -220,7 +220,7 @@ class Optimizer:
         if buf is None:
             size = max(q.size for q in self.params if q.dtype == p.dtype)
             buf = self._workspace[key] = backend.xp.empty(size, dtype=p.dtype)
-        return buf[:p.size].reshape(p.value.shape)
+        return backend.view_like(buf[:p.size], p.value)
 
     # -- all parameters of a dtype at once (fused=True) -------------------------
     def _fused_step(self) -> None:
@@ -315,7 +315,10 @@ class Optimizer:
             if tuple(value.shape) != p.shape:
                 raise ValueError(f"{name}.load_state_dict: state {key!r} has shape {tuple(value.shape)}, "
                                  f"parameter {p.name!r} has shape {p.shape}")
-            arrays[int(i_str)][k] = value if self.fused else backend.xp.array(value, dtype=p.dtype, copy=True)
+            if not self.fused:
+                value, loaded = backend.xp.empty_like(p.value), value      # a copy in the parameter's memory order
+                value[...] = loaded
+            arrays[int(i_str)][k] = value
         previous = self.state
         self.state = arrays
         if self.fused:

@@ -87,10 +87,7 @@ class FlatBuffer:
         """The part of ``flat`` (an array of shape ``(size,)``) that belongs to ``params[i]``, shaped like it
         and in its memory order (a column-major parameter gets a column-major view)."""
         p, start = self.params[i], self.offsets[i]
-        part = flat[start:start + p.size]
-        if p.value.ndim > 1 and p.value.flags.f_contiguous and not p.value.flags.c_contiguous:
-            return part.reshape(p.value.shape[::-1]).T
-        return part.reshape(p.value.shape)
+        return backend.view_like(flat[start:start + p.size], p.value)
 
     def is_bound(self) -> bool:
         """Whether every parameter still uses this buffer's views and has the decay flag it had here."""
