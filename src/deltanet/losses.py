@@ -112,14 +112,14 @@ class SoftmaxCrossEntropy(Loss):
         xp = backend.xp
         z = self._output(output)
         n_classes = z.shape[-1]
-        z2 = xp.ascontiguousarray(z.reshape(-1, n_classes))   # row-major: the label logits are picked by flat index below
+        z2 = z.reshape(-1, n_classes)
         n = z2.shape[0]
         if not hasattr(target, "dtype"):
             target = numpy.asarray(target)
         if target.ndim == 0 or target.shape[0] != z.shape[0]:
             got = target.shape[0] if target.ndim else "a scalar"
             raise ValueError(f"SoftmaxCrossEntropy: batch size mismatch: output has {z.shape[0]} rows, target has {got}")
-        shifted = z2 - z2.max(axis=1, keepdims=True)
+        shifted = xp.subtract(z2, z2.max(axis=1, keepdims=True), order="C")   # row-major: label logits are picked by flat index
         e = xp.exp(shifted)
         s = e.sum(axis=1, keepdims=True)
         y = e

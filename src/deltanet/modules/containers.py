@@ -222,3 +222,26 @@ def without_input_gradient(model: Module) -> Iterator[None]:
             del first.input_grad
         else:
             first.input_grad = previous
+
+
+@contextmanager
+def input_prechecked(model: Module) -> Iterator[None]:
+    """Within the block, no module of ``model`` tests its input for NaN and infinity.
+
+    For callers that tested the whole data set once before feeding it batch by
+    batch (the trainer does, in ``fit``): the per-batch test at the network's
+    entry would only read every batch a second time. A NaN or infinity that
+    arises inside the network still reaches the output, where the losses test
+    it. Each module's own setting is restored on exit.
+    """
+    flags = [(m, m.__dict__.get("_check_finite_input")) for m in model.modules()]
+    for m, _ in flags:
+        m._check_finite_input = False
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            if flag is None:
+                m.__dict__.pop("_check_finite_input", None)
+            else:
+                m._check_finite_input = flag

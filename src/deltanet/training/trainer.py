@@ -35,9 +35,10 @@ from ..errors import NonFiniteError
 from ..losses import LOSSES, Loss, get_loss
 from ..modules.activations import softmax
 from ..modules.base import Module
-from ..modules.containers import without_input_gradient
+from ..modules.containers import input_prechecked, without_input_gradient
 from ..optim import OPTIMIZERS, Optimizer, clip_grad_norm, get_optimizer, get_schedule
 from ..optim.base import check_int, check_positive
+from ..optim.clipping import grad_norm
 from ..optim.schedules import Schedule
 from ..parameter import Parameter
 from . import checkpoint as ckpt
@@ -395,8 +396,9 @@ class Trainer:
         try:
             callbacks.on_train_begin(self)
             self.resuming = False
-            # overflow on the way to a NaN/inf is caught and reported as divergence; NumPy's warnings would only add noise
-            with numpy.errstate(over="ignore", invalid="ignore"), without_input_gradient(self.model):
+            # overflow on the way to a NaN/inf is caught and reported as divergence; NumPy's warnings would only add noise.
+            # The data were tested for NaN/inf once above: the batches skip that test.
+            with numpy.errstate(over="ignore", invalid="ignore"), without_input_gradient(self.model), input_prechecked(self.model):
                 while self.epoch < self.final_epoch and not self.stop_training:
                     self._run_epoch(train, val, callbacks)
             if not self.stop_training:
@@ -569,8 +571,11 @@ class Trainer:
         if self.gradient_hook is not None:
             self.gradient_hook(self.params)
         callbacks.on_after_backward(self)
-        sq = [float(xp.dot(g, g)) for g in (p.grad.reshape(-1, order="A") for p in self.params)]   # views in memory order
-        total = math.sqrt(sum(sq))
+        if self.record_layers:
+            sq = [float(xp.dot(g, g)) for g in (p.grad.reshape(-1, order="A") for p in self.params)]   # views in memory order
+            total = math.sqrt(sum(sq))
+        else:
+            sq, total = None, grad_norm(self.params)        # one dot product per flat gradient buffer
         if not math.isfinite(total):
             return f"the gradient norm is {total}"
         if self.clip_norm is not None:
