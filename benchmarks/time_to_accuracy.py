@@ -117,6 +117,8 @@ def _deltanet(args: argparse.Namespace, sizes: list[int], x, y, x_test, y_test):
         hyper["momentum"] = args.momentum
     opt = get_optimizer(args.optimizer, net.parameters(), **hyper)
 
+    net[0].input_grad = False      # as the Trainer does in fit: no gradient with respect to the data (PyTorch computes none either)
+
     def step(xb, yb) -> None:
         out = net.forward(xb, training=True)
         loss_fn.forward(out, yb)
