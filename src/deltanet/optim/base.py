@@ -109,6 +109,8 @@ class Optimizer:
     #: Every this many steps, flush subnormal numbers in the values and the state to 0 (see
     #: :meth:`_flush_subnormals`); None or 0 never does.
     flush_subnormals_every: int | None = 64
+    #: The weight decay / L2 rate lambda (0: none). Rules apply it to the parameters with ``decay=True``.
+    weight_decay: float = 0.0
 
     def __init__(self, params: Iterable[Parameter], lr: float, *, fused: bool = True) -> None:
         self.params: list[Parameter] = list(params)
@@ -229,9 +231,10 @@ class Optimizer:
             for group in self._groups:
                 group.buffer.sync()
         keys = self.state_keys()
+        split = bool(self.weight_decay)               # without weight decay a chunk may span both kinds of parameters
         for group in self._groups:
             self._create_flat_state(group, keys)
-            for w, g, state, work, decay in group.chunks(keys):
+            for w, g, state, work, decay in group.chunks(keys, split):
                 self._rule(w, g, state, work, decay)
 
     def _regroup(self) -> None:
@@ -354,8 +357,9 @@ class _Group:
     """The fused path's view of one :class:`FlatBuffer`: the optimizer's flat state arrays, scratch arrays and chunks.
 
     ``index[j]`` is the position in ``optimizer.params`` of ``buffer.params[j]``.
-    Chunks never straddle the boundary ``n_decay`` between decayed and other
-    parameters, so each has one ``decay`` flag.
+    With ``split`` (weight decay on), chunks never straddle the boundary
+    ``n_decay`` between decayed and other parameters, so each has one ``decay``
+    flag; without it they run over the whole buffer (``decay`` False).
     """
 
     def __init__(self, buffer: FlatBuffer, index: list[int], n_work: int, chunk_bytes: int | None) -> None:
@@ -364,22 +368,23 @@ class _Group:
         self.state: dict[str, Any] = {}
         size, n_decay = buffer.size, buffer.n_decay
         step = size if chunk_bytes is None else max(1, chunk_bytes // buffer.dtype.itemsize)
-        self.ranges = [(start, min(start + step, stop), decay)
-                       for lo, stop, decay in ((0, n_decay, True), (n_decay, size, False))
-                       for start in range(lo, stop, step)]
-        longest = max(stop - start for start, stop, _ in self.ranges)
+        self.ranges = {True: [(start, min(start + step, stop), decay)
+                              for lo, stop, decay in ((0, n_decay, True), (n_decay, size, False))
+                              for start in range(lo, stop, step)],
+                       False: [(start, min(start + step, size), False) for start in range(0, size, step)]}
+        longest = max(stop - start for start, stop, _ in self.ranges[True] + self.ranges[False])
         self.work = [backend.xp.empty(longest, dtype=buffer.dtype) for _ in range(n_work)]
         self._chunks: list[tuple[Any, Any, dict[str, Any], list[Any], bool]] | None = None
-        self._keys: tuple[str, ...] = ()
+        self._keys: tuple[tuple[str, ...], bool] | None = None
 
     def invalidate(self) -> None:
         self._chunks = None
 
-    def chunks(self, keys: tuple[str, ...]) -> list[tuple[Any, Any, dict[str, Any], list[Any], bool]]:
+    def chunks(self, keys: tuple[str, ...], split: bool = True) -> list[tuple[Any, Any, dict[str, Any], list[Any], bool]]:
         """``(w, grad, state, work, decay)`` views for each chunk (made once, reused every step)."""
-        if self._chunks is None or keys != self._keys:
+        if self._chunks is None or (keys, split) != self._keys:
             buf = self.buffer
             self._chunks = [(buf.value[a:b], buf.grad[a:b], {k: self.state[k][a:b] for k in keys},
-                             [w[:b - a] for w in self.work], decay) for a, b, decay in self.ranges]
-            self._keys = keys
+                             [w[:b - a] for w in self.work], decay) for a, b, decay in self.ranges[split]]
+            self._keys = (keys, split)
         return self._chunks
