@@ -422,3 +422,22 @@ def test_subnormal_values_and_state_are_flushed_periodically(fused):
     for a in [p.value, *opt.state[0].values()]:
         assert not np.any((a != 0) & (np.abs(a) < tiny))
     assert p.value[2] != 0                                                             # normal values untouched
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_step_can_measure_the_gradient_norm_it_applies(fused):
+    from deltanet.optim.clipping import grad_norm
+
+    net = make_net()
+    opt = SGD(net.parameters(), lr=0.1, momentum=0.9, fused=fused)
+    x = np.random.default_rng(5).standard_normal((16, net[0].in_features))
+    loss = dn.SoftmaxCrossEntropy()
+    loss.forward(net.forward(x, training=True), np.arange(16) % net[-1].out_features)
+    opt.zero_grad()
+    net.backward(loss.backward())
+    expected = grad_norm(net.parameters())
+    opt.step()
+    assert opt.last_grad_norm is None                       # off by default
+    opt.measure_grad_norm = True
+    opt.step()
+    assert opt.last_grad_norm == pytest.approx(expected, rel=1e-12)

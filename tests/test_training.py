@@ -156,6 +156,27 @@ def test_grad_norms_and_layer_norms_match_the_gradients():
     assert rec["grad_norm"] == pytest.approx(sum(globals_) / 2, rel=1e-5)
 
 
+def test_gradient_norm_measured_by_the_optimizer_equals_the_separate_pass():
+    X, y = blobs(40)
+    seen = []
+
+    class Capture(Callback):
+        def on_after_backward(self, trainer):
+            seen.append(math.sqrt(sum(float(np.sum(p.grad.astype(np.float64) ** 2)) for p in trainer.params)))
+
+    runs = {}
+    for record in (True, False):                       # record_layers=False: the optimizer measures it during its step
+        trainer = dn.Trainer(dn.mlp([4, 6, 3], rng=0), optimizer="sgd", optimizer_kwargs={"momentum": 0.9}, batch_size=8, epochs=2,
+                             record_layers=record, callbacks=[Capture()])
+        runs[record] = trainer.fit(X, y), {k: v.copy() for k, v in trainer.model.state_dict().items()}
+        assert trainer.optimizer.measure_grad_norm is False        # restored after fit
+    assert weights_equal(runs[True][1], runs[False][1])
+    per_epoch = [sum(seen[i:i + 5]) / 5 for i in (10, 15)]        # the second run's 2 x 5 batches
+    for rec, expected in zip(runs[False][0].records, per_epoch, strict=True):
+        assert rec["grad_norm"] == pytest.approx(expected, rel=1e-5)
+    assert [r["grad_norm"] for r in runs[True][0].records] == pytest.approx([r["grad_norm"] for r in runs[False][0].records], rel=1e-5)
+
+
 def test_dead_fraction_and_record_layers_off():
     X, y = blobs(32)
     net = dn.mlp([4, 10, 3], rng=0)

@@ -111,6 +111,12 @@ class Optimizer:
     flush_subnormals_every: int | None = 64
     #: The weight decay / L2 rate lambda (0: none). Rules apply it to the parameters with ``decay=True``.
     weight_decay: float = 0.0
+    #: Whether :meth:`step` also measures ``sqrt(sum_p ||grad_p||^2)`` of the gradients it applies, into
+    #: :attr:`last_grad_norm`: chunk by chunk while each is in cache, cheaper than a separate pass
+    #: (the trainer turns it on when nothing needs the norm before the update).
+    measure_grad_norm: bool = False
+    #: The gradient norm measured by the last :meth:`step` (None when ``measure_grad_norm`` was off).
+    last_grad_norm: float | None = None
 
     def __init__(self, params: Iterable[Parameter], lr: float, *, fused: bool = True) -> None:
         self.params: list[Parameter] = list(params)
@@ -155,11 +161,17 @@ class Optimizer:
     def step(self) -> None:
         """Apply one update to every parameter from its current ``grad``."""
         self.step_count += 1
+        measure = self.measure_grad_norm
         if self.fused:
-            self._fused_step()
+            sq = self._fused_step(measure)
         else:
+            sq = 0.0
             for p, state in zip(self.params, self.state, strict=True):
+                if measure:
+                    g = p.grad.reshape(-1, order="A")
+                    sq += float(backend.xp.dot(g, g))
                 self._update(p, state)
+        self.last_grad_norm = math.sqrt(sq) if measure else None
         if self.flush_subnormals_every and self.step_count % self.flush_subnormals_every == 0:
             self._flush_subnormals()
 
@@ -225,17 +237,22 @@ class Optimizer:
         return backend.view_like(buf[:p.size], p.value)
 
     # -- all parameters of a dtype at once (fused=True) -------------------------
-    def _fused_step(self) -> None:
+    def _fused_step(self, measure: bool = False) -> float:
+        """One update over the flat buffers; returns ``sum ||grad||^2`` when ``measure`` (else 0)."""
         if not all([group.buffer.sync() for group in self._groups]):   # a list: sync every group
             self._regroup()
             for group in self._groups:
                 group.buffer.sync()
         keys = self.state_keys()
         split = bool(self.weight_decay)               # without weight decay a chunk may span both kinds of parameters
+        dot, sq = backend.xp.dot, 0.0
         for group in self._groups:
             self._create_flat_state(group, keys)
             for w, g, state, work, decay in group.chunks(keys, split):
+                if measure:
+                    sq += float(dot(g, g))
                 self._rule(w, g, state, work, decay)
+        return sq
 
     def _regroup(self) -> None:
         """Flatten the parameters (one buffer per dtype) and move the state arrays into flat arrays."""

@@ -393,6 +393,10 @@ class Trainer:
         callbacks = self.callback_list
         self._in_fit = True
         installed, previous = self._install_sigint()
+        # the gradient norm can come from the optimizer's own pass when nothing needs it before the update
+        measured_before = self.optimizer.measure_grad_norm
+        self.optimizer.measure_grad_norm = (self.clip_norm is None and not self.record_layers
+                                            and {id(p) for p in self.optimizer.params} == {id(p) for p in self.params})
         try:
             callbacks.on_train_begin(self)
             self.resuming = False
@@ -414,6 +418,7 @@ class Trainer:
             callbacks.on_train_end(self, h)
             self.stop_message = h.stop_message          # a callback may have added to it (early stopping's restore)
         finally:
+            self.optimizer.measure_grad_norm = measured_before
             self._in_fit = False
             self._planned_end = None
             if installed:
@@ -571,16 +576,24 @@ class Trainer:
         if self.gradient_hook is not None:
             self.gradient_hook(self.params)
         callbacks.on_after_backward(self)
-        if self.record_layers:
-            sq = [float(xp.dot(g, g)) for g in (p.grad.reshape(-1, order="A") for p in self.params)]   # views in memory order
-            total = math.sqrt(sum(sq))
+        if self.optimizer.measure_grad_norm:
+            # the optimizer measures the norm while it updates (see fit); a non-finite one is caught just after
+            # the update, whose weights and optimizer state the divergence handling then replaces by the last good ones
+            self.optimizer.step()
+            sq, total = None, self.optimizer.last_grad_norm
+            if total is None or not math.isfinite(total):
+                return f"the gradient norm is {total}"
         else:
-            sq, total = None, grad_norm(self.params)        # one dot product per flat gradient buffer
-        if not math.isfinite(total):
-            return f"the gradient norm is {total}"
-        if self.clip_norm is not None:
-            clip_grad_norm(self.params, self.clip_norm, norm=total)
-        self.optimizer.step()
+            if self.record_layers:
+                sq = [float(xp.dot(g, g)) for g in (p.grad.reshape(-1, order="A") for p in self.params)]   # views in memory order
+                total = math.sqrt(sum(sq))
+            else:
+                sq, total = None, grad_norm(self.params)        # one dot product per flat gradient buffer
+            if not math.isfinite(total):
+                return f"the gradient norm is {total}"
+            if self.clip_norm is not None:
+                clip_grad_norm(self.params, self.clip_norm, norm=total)
+            self.optimizer.step()
         if self.schedule is not None:
             self.schedule.step_batch()
         return loss, out, total, sq
