@@ -119,7 +119,7 @@ class SoftmaxCrossEntropy(Loss):
         if target.ndim == 0 or target.shape[0] != z.shape[0]:
             got = target.shape[0] if target.ndim else "a scalar"
             raise ValueError(f"SoftmaxCrossEntropy: batch size mismatch: output has {z.shape[0]} rows, target has {got}")
-        shifted = xp.subtract(z2, z2.max(axis=1, keepdims=True), order="C")   # row-major: label logits are picked by flat index
+        shifted = xp.ascontiguousarray(z2 - z2.max(axis=1, keepdims=True))   # row-major: label logits are picked by flat index
         e = xp.exp(shifted)
         s = e.sum(axis=1, keepdims=True)
         y = e
@@ -171,7 +171,9 @@ class SoftmaxCrossEntropy(Loss):
             target = target.astype(xp.int64)
         elif target.dtype.kind not in "iub":
             raise TypeError(f"SoftmaxCrossEntropy: labels must be integers, got dtype {target.dtype}")
-        if target.size and (int(target.min()) < 0 or int(target.max()) >= n_classes):
+        # one reduction for both bounds: read as unsigned, a negative label is larger than any valid one
+        unsigned = target.view(f"u{target.dtype.itemsize}") if target.dtype.kind == "i" else target
+        if target.size and int(unsigned.max()) >= n_classes:
             bad = int(target.min()) if int(target.min()) < 0 else int(target.max())
             raise ValueError(f"SoftmaxCrossEntropy: labels must be in [0, {n_classes}), got {bad}")
         return target
