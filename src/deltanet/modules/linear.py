@@ -55,10 +55,10 @@ class Linear(Module):
     transpose of a contiguous ``(features, batch)`` array. Values and shapes
     are those of the formulas above; only the order of the numbers in memory
     differs (every NumPy operation accepts either). With OpenBLAS this makes
-    the three products of a 784-512-256-10 network 1.4x faster at batch 32
-    and 1.15x at batch 128 (``benchmarks/bench_train.py``, the ``floor-F``
-    column). Input with more axes, ``(batch, ..., in_features)``, gets
-    row-major results.
+    the products of a 784-512-256-10 network about 1.4-1.5x faster at batch
+    32 and 1.1-1.2x at batch 128 (``benchmarks/bench_train.py``, the
+    ``floor-F`` column). Input with more axes, ``(batch, ..., in_features)``,
+    gets row-major results.
     """
 
     #: Whether ``backward`` computes dL/dx. The first layer of a network being trained can skip it
