@@ -51,6 +51,7 @@ class Case:
     n_samples: int
     batch: int
     mode: str = "train"                      # "train" (one epoch) or "predict" (forward over n_samples)
+    epochs: int = 1                          # timed epochs per process at least (short epochs need several)
     floor_target: float | None = None        # deltanet time / floor time
     torch_target: float | None = None        # deltanet time / PyTorch time
     sklearn_target: float | None = None      # deltanet time / scikit-learn time
@@ -65,7 +66,8 @@ FULL_CASES = [
     Case("784-512-256-10", MNIST, 60_000, 32, floor_target=1.35, torch_target=0.8, sklearn_target=0.5),
     Case("784-512-256-10", MNIST, 60_000, 128, floor_target=1.15, torch_target=0.8, sklearn_target=0.5),
     Case("784-512-256-10", MNIST, 60_000, 512, floor_target=1.15, sklearn_target=0.5),
-    Case("64-32-10 (digits-sized)", DIGITS, 17_970, 32, floor_target=4.0, torch_target=0.8, sklearn_target=0.5),
+    # an epoch of the floor takes ~15 ms here: 20 timed epochs per process keep one slow moment from deciding the row
+    Case("64-32-10 (digits-sized)", DIGITS, 17_970, 32, epochs=20, floor_target=4.0, torch_target=0.8, sklearn_target=0.5),
     Case("100-256-256-256-256-10", DEEP, 60_000, 128, floor_target=1.15, torch_target=0.8, sklearn_target=0.5),
     Case("784-512-256-10", MNIST, 10_000, 1024, mode="predict", floor_target=1.1),
     Case("100-256-256-256-256-10", DEEP, 10_000, 1024, mode="predict", floor_target=1.1),
@@ -129,7 +131,7 @@ def measure(cases: list[Case], frameworks: list[str], args: argparse.Namespace) 
             for fw in order:
                 spec = {"framework": fw, "mode": case.mode, "sizes": list(case.sizes), "batch": case.batch,
                         "n_samples": case.n_samples, "dtype": args.dtype, "threads": args.threads, "seed": rep,
-                        "epochs": args.epochs if case.mode == "train" else args.predict_repeats,
+                        "epochs": max(args.epochs, case.epochs) if case.mode == "train" else args.predict_repeats,
                         "warmup": args.warmup, "lr": 0.01, "momentum": 0.9}
                 result = run_worker(spec, env, args.timeout)
                 runs[fw].append(result)
@@ -243,7 +245,9 @@ def _cpu_model() -> str:
 def markdown(rows: list[dict[str, Any]], env: dict[str, Any], frameworks: list[str]) -> str:
     lines = ["# deltanet training benchmark", "", f"Command: `{env['command']}`", "",
              f"{env['processor']}, {env['cpus']} CPUs, {env['threads']} threads, {env['dtype']}, "
-             f"median of {env['repeats']} processes x {env['epochs_per_process']} epoch(s); "
+             f"median of {env['repeats']} processes x {env['epochs_per_process']} epoch(s)"
+             + "".join(f" ({r['case']['name']}: x {r['case']['epochs']})" for r in rows
+                       if r["case"]["mode"] == "train" and r["case"]["epochs"] > env["epochs_per_process"]) + "; "
              f"Python {env['python']}, NumPy {env['numpy_version']}, deltanet {env['deltanet_version']}, "
              f"PyTorch {env['torch_version']}, scikit-learn {env['sklearn_version']}; "
              f"1-minute load average before {_fmt(env.get('load_average_before'), 2)}, after {_fmt(env.get('load_average'), 2)} "
