@@ -577,3 +577,20 @@ def test_without_input_gradient_keeps_parameter_gradients_and_restores():
             np.testing.assert_array_equal(p.grad, e)
     net.forward(x, training=True)
     np.testing.assert_array_equal(net.backward(g), full)
+
+
+def test_predict_and_evaluate_reject_nan_once_and_leave_the_input_check_on():
+    from deltanet.errors import NonFiniteError
+
+    X, y = blobs(30)
+    trainer = dn.Trainer(dn.mlp([4, 6, 3], rng=0), epochs=1, batch_size=10)
+    trainer.fit(X, y)
+    np.testing.assert_allclose(trainer.predict(X, batch_size=7), trainer.model.forward(X.astype(np.float32)), rtol=1e-6)
+    bad = X.copy()
+    bad[12, 2] = np.nan
+    with pytest.raises(NonFiniteError, match=r"X: input holds NaN or infinity \(first at index \(12, 2\)\)"):
+        trainer.predict(bad)
+    with pytest.raises(NonFiniteError, match=r"\(12, 2\)"):
+        trainer.evaluate(bad, y)
+    with pytest.raises(NonFiniteError):                     # the model's own test is back on after predict/evaluate
+        trainer.model.forward(bad.astype(np.float32))

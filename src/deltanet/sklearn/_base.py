@@ -22,6 +22,7 @@ from ..architecture import mlp
 from ..errors import NonFiniteError
 from ..losses import Loss
 from ..modules.base import Module, build
+from ..modules.containers import input_prechecked
 from ..modules.linear import Linear
 from ..optim import get_optimizer
 from ..optim.schedules import CosineAnnealingLR
@@ -266,8 +267,9 @@ class BaseMLP(BaseEstimator):
         """Network outputs (logits) in evaluation mode -- dropout off, batch norm on running
         statistics -- for already validated ``X``, computed in float64 (see :func:`_float64_twin`)."""
         net = _float64_twin(self.network_)
-        outs = [backend.to_numpy(net.forward(X[i:i + PREDICT_CHUNK], training=False))
-                for i in range(0, X.shape[0], PREDICT_CHUNK)]
+        with input_prechecked(net):                          # validate_data has tested X for NaN/inf
+            outs = [backend.to_numpy(net.forward(X[i:i + PREDICT_CHUNK], training=False))
+                    for i in range(0, X.shape[0], PREDICT_CHUNK)]
         return numpy.concatenate(outs).astype(numpy.float64, copy=False) if outs else numpy.zeros((0, self.n_outputs_))
 
     # -- inspection -------------------------------------------------------------------

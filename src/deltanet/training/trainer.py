@@ -632,13 +632,16 @@ class Trainer:
 
     def evaluate(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, float]:
         """Mean loss (eval mode, no L2 term) and, for classification / multilabel, accuracy on ``(X, y)``."""
-        return self._evaluate(prepare_data(self.model, X, y, self.task, sample_weight))
+        data = prepare_data(self.model, X, y, self.task, sample_weight)       # tests X for NaN/inf once
+        with input_prechecked(self.model):
+            return self._evaluate(data)
 
     def predict(self, X: Any, batch_size: int | None = None) -> Any:
         """The model's outputs (logits for the fused losses) in eval mode, computed ``batch_size`` rows at a time."""
-        X = prepare_inputs(self.model, X)
+        X = prepare_inputs(self.model, X)                                       # tests X for NaN/inf once
         bs = check_int("batch_size", batch_size or self.eval_batch_size, minimum=1)
-        outs = [self.model.forward(X[s:s + bs], training=False) for s in range(0, X.shape[0], bs)]
+        with input_prechecked(self.model):
+            outs = [self.model.forward(X[s:s + bs], training=False) for s in range(0, X.shape[0], bs)]
         return outs[0] if len(outs) == 1 else backend.xp.concatenate(outs, axis=0)
 
     def predict_proba(self, X: Any, batch_size: int | None = None) -> Any:
