@@ -395,8 +395,7 @@ class Trainer:
         installed, previous = self._install_sigint()
         # the gradient norm can come from the optimizer's own pass when nothing needs it before the update
         measured_before = self.optimizer.measure_grad_norm
-        self.optimizer.measure_grad_norm = (self.clip_norm is None and not self.record_layers
-                                            and {id(p) for p in self.optimizer.params} == {id(p) for p in self.params})
+        self.optimizer.measure_grad_norm = self.clip_norm is None and not self.record_layers and self._optimizer_holds_model
         try:
             callbacks.on_train_begin(self)
             self.resuming = False
