@@ -29,6 +29,17 @@ def test_linear_stores_weights_column_major_and_computes_the_row_major_formulas(
     np.testing.assert_allclose(lin.weight.grad, g.T @ x, rtol=1e-14, atol=1e-14)
     np.testing.assert_allclose(lin.bias.grad, g.sum(axis=0), rtol=1e-14, atol=1e-14)
 
+    big = rng.standard_normal((lin.column_major_below, 7))               # large batches: row-major results
+    zb = lin.forward(big)
+    assert zb.flags.c_contiguous
+    np.testing.assert_allclose(zb, big @ w.T + lin.bias.value, rtol=1e-14, atol=1e-14)
+    gb = rng.standard_normal(zb.shape)
+    lin.zero_grad()
+    dxb = lin.backward(gb)
+    assert dxb.flags.c_contiguous
+    np.testing.assert_allclose(dxb, gb @ w, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(lin.weight.grad, gb.T @ big, rtol=1e-13, atol=1e-13)
+
     x3 = rng.standard_normal((2, 3, 7))                                   # sequences: row-major results
     z3 = lin.forward(x3)
     assert z3.flags.c_contiguous
