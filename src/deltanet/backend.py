@@ -68,6 +68,14 @@ def view_like(flat: Any, like: Any) -> Any:
     return flat.reshape(like.shape)
 
 
+def flat_view(a: Any) -> Any:
+    """``a`` as a 1-D array in memory order: a view for a row- or column-major array (a copy otherwise).
+
+    For order-free reductions such as ``dot(g, g)`` over a gradient, whatever the parameter's layout.
+    """
+    return a.T.reshape(-1) if a.ndim > 1 and a.flags.f_contiguous and not a.flags.c_contiguous else a.reshape(-1)
+
+
 def resolve_dtype(dtype: Any = None) -> numpy.dtype:
     """Return the floating dtype to use: ``dtype`` if given, else the global default.
 

@@ -258,7 +258,7 @@ def check_finite(x: Any, who: str | Callable[[], str]) -> None:
         return                                              # integers and booleans are always finite
     with numpy.errstate(over="ignore", invalid="ignore"):   # an overflow only sends us to the exact test
         if x.dtype.kind == "f" and (x.flags.c_contiguous or x.flags.f_contiguous):
-            flat = x.reshape(-1, order="A")                 # a view in memory order (row- or column-major)
+            flat = backend.flat_view(x)                      # a view in memory order (row- or column-major)
             total = xp.dot(flat, flat)
         else:
             total = xp.sum(x)

@@ -168,7 +168,7 @@ class Optimizer:
             sq = 0.0
             for p, state in zip(self.params, self.state, strict=True):
                 if measure:
-                    g = p.grad.reshape(-1, order="A")
+                    g = backend.flat_view(p.grad)
                     sq += float(backend.xp.dot(g, g))
                 self._update(p, state)
         self.last_grad_norm = math.sqrt(sq) if measure else None

@@ -21,7 +21,7 @@ def grad_norm(params: Iterable[Parameter]) -> float:
     params = list(params)
     grads = flat_grads(params)
     if grads is None:
-        grads = [p.grad.reshape(-1, order="A") for p in params]        # views in memory order
+        grads = [backend.flat_view(p.grad) for p in params]
     return math.sqrt(sum(float(backend.xp.dot(g, g)) for g in grads))
 
 

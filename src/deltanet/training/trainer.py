@@ -584,7 +584,7 @@ class Trainer:
                 return f"the gradient norm is {total}"
         else:
             if self.record_layers:
-                sq = [float(xp.dot(g, g)) for g in (p.grad.reshape(-1, order="A") for p in self.params)]   # views in memory order
+                sq = [float(xp.dot(g, g)) for g in (backend.flat_view(p.grad) for p in self.params)]
                 total = math.sqrt(sum(sq))
             else:
                 sq, total = None, grad_norm(self.params)        # one dot product per flat gradient buffer
