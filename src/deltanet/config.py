@@ -398,15 +398,21 @@ def check_layer(item: Any, where: str) -> dict[str, Any]:
     return out
 
 
-def _section_from_dict(section: str, data: Any) -> Any:
-    cls = _SECTIONS[section]
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"[{section}] must be a table, got {_type_name(data)}")
+def _checked_values(section: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data``'s values validated against the field table of ``[section]``; an unknown key is an error
+    that lists the valid ones."""
     specs = section_specs(section)
     for key in data:
         if key not in specs:
             raise _unknown(key, f"[{section}]", sorted(specs))
-    values = {key: check_value(section, key, v) for key, v in data.items()}
+    return {key: check_value(section, key, v) for key, v in data.items()}
+
+
+def _section_from_dict(section: str, data: Any) -> Any:
+    cls = _SECTIONS[section]
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"[{section}] must be a table, got {_type_name(data)}")
+    values = _checked_values(section, data)
     if section == "model" and isinstance(values.get("layers"), list):
         mixed = sorted(k for k in ModelConfig.SHORT_FORM if k in values)
         if mixed:
@@ -461,11 +467,7 @@ class RunConfig:
         """A copy with some fields of one section replaced, validated like a file (``cfg.override("train", lr=0.01)``)."""
         if section not in _SECTIONS:
             raise ConfigError(f"unknown section {section!r}; valid sections: {', '.join(_SECTIONS)}")
-        specs = section_specs(section)
-        for key in values:
-            if key not in specs:
-                raise _unknown(key, f"[{section}]", sorted(specs))
-        checked = {k: check_value(section, k, v) for k, v in values.items()}
+        checked = _checked_values(section, values)
         if section == "model" and self.model.explicit and "layers" not in checked:
             mixed = sorted(k for k in ModelConfig.SHORT_FORM if k in checked)
             if mixed:
