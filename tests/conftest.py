@@ -1,11 +1,15 @@
-"""Shared fixtures: a seeded generator, and the global default dtype restored after every test."""
+"""Shared fixtures (a seeded generator, the global default dtype restored after every test) and helpers."""
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import deltanet as dn
+from deltanet.training.checkpoint import load_state, save_state
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +22,11 @@ def _restore_default_dtype():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+def checkpoint_roundtrip(state: dict) -> dict:
+    """``state`` written and read back the way the trainer's checkpoints do it (.npz without pickle + JSON)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "state.npz"
+        save_state(path, state)
+        return load_state(path)

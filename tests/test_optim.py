@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import json
 import math
 
 import numpy as np
 import pytest
 
 import deltanet as dn
+from conftest import checkpoint_roundtrip
 from deltanet.optim import OPTIMIZERS, SGD, Adam, AdamW, RMSprop, get_optimizer
 
 W0 = np.array([1.0, -2.0])
@@ -228,16 +227,6 @@ ALL_CONFIGS = [*CONFIGS, (SGD, {"lr": 0.05, "momentum": 0.9}), (AdamW, {"lr": 0.
                (RMSprop, {"lr": 0.01})]
 
 
-def save_and_load(state):
-    """The way a checkpoint stores it: arrays to .npz without pickle, everything else to JSON."""
-    buf = io.BytesIO()
-    np.savez(buf, **state["state"])
-    buf.seek(0)
-    meta = json.loads(json.dumps({k: v for k, v in state.items() if k != "state"}))
-    with np.load(buf, allow_pickle=False) as arrays:
-        return {**meta, "state": {k: arrays[k] for k in arrays.files}}
-
-
 def make_params():
     rng = np.random.default_rng(0)
     return [dn.Parameter(rng.normal(size=(3, 2)), name="w", decay=True), dn.Parameter(rng.normal(size=3), name="b", decay=False)]
@@ -255,7 +244,7 @@ def test_state_dict_round_trip_continues_identically(cls, hyper):
     a = cls(make_params(), **hyper)
     for _ in range(7):
         quadratic_step(a)
-    state = save_and_load(a.state_dict())
+    state = checkpoint_roundtrip(a.state_dict())
     b_params = make_params()
     for pa, pb in zip(a.params, b_params, strict=True):
         pb.value[...] = pa.value

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
-import json
 import math
 import pickle
 import tracemalloc
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 
 import deltanet as dn
+from conftest import checkpoint_roundtrip
 from deltanet.optim import SGD, Adam, AdamW, FlatBuffer, RMSprop, clip_grad_norm, flatten, grad_norm
 from deltanet.optim.flat import flat_grads
 
@@ -171,16 +170,6 @@ def test_subset_of_a_model():
 
 # -- state_dict between fused and unfused ---------------------------------------------------------------
 
-def save_and_load(state):
-    """The way a checkpoint stores it: arrays to .npz without pickle, everything else to JSON."""
-    buf = io.BytesIO()
-    np.savez(buf, **state["state"])
-    buf.seek(0)
-    meta = json.loads(json.dumps({k: v for k, v in state.items() if k != "state"}))
-    with np.load(buf, allow_pickle=False) as arrays:
-        return {**meta, "state": {k: arrays[k] for k in arrays.files}}
-
-
 @pytest.mark.parametrize("first_fused", [True, False])
 @pytest.mark.parametrize("cls, hyper", CONFIGS, ids=IDS)
 def test_state_dict_round_trip_between_fused_and_unfused(cls, hyper, first_fused):
@@ -190,7 +179,7 @@ def test_state_dict_round_trip_between_fused_and_unfused(cls, hyper, first_fused
     net_b = make_net()
     net_b.load_state_dict(net_a.state_dict())
     b = cls(net_b.parameters(), fused=not first_fused, lr=0.5)
-    b.load_state_dict(save_and_load(a.state_dict()))
+    b.load_state_dict(checkpoint_roundtrip(a.state_dict()))
     assert b.step_count == 7 and b.hyperparameters() == a.hyperparameters()
     assert_same(a, b)
     train(net_a, a, 6, seed=2)
