@@ -119,7 +119,8 @@ class SoftmaxCrossEntropy(Loss):
         if target.ndim == 0 or target.shape[0] != z.shape[0]:
             got = target.shape[0] if target.ndim else "a scalar"
             raise ValueError(f"SoftmaxCrossEntropy: batch size mismatch: output has {z.shape[0]} rows, target has {got}")
-        shifted = xp.ascontiguousarray(z2 - z2.max(axis=1, keepdims=True))   # row-major: label logits are picked by flat index
+        shifted = xp.empty(z2.shape, dtype=z2.dtype)                        # row-major: label logits are picked by flat index
+        xp.subtract(z2, z2.max(axis=1, keepdims=True), out=shifted)
         e = xp.exp(shifted)
         s = e.sum(axis=1, keepdims=True)
         y = e
