@@ -76,6 +76,26 @@ def flat_view(a: Any) -> Any:
     return a.T.reshape(-1) if a.ndim > 1 and a.flags.f_contiguous and not a.flags.c_contiguous else a.reshape(-1)
 
 
+_ONES: dict[tuple[str, str], Any] = {}
+
+
+def ones(n: int, dtype: Any) -> Any:
+    """A read-only vector of ``n`` ones of ``dtype`` (a view into one cached vector per dtype).
+
+    For sums over the batch axis as matrix-vector products, ``1^T A``: the BLAS
+    sums the columns of a ``(batch, features)`` array 1.5-6x faster than
+    ``A.sum(axis=0)`` for the shapes of a network's layers.
+    """
+    key = (xp.__name__, numpy.dtype(dtype).str)
+    vec = _ONES.get(key)
+    if vec is None or vec.shape[0] < n:
+        vec = xp.ones(max(n, 1024), dtype=dtype)
+        if xp is numpy:
+            vec.flags.writeable = False
+        _ONES[key] = vec
+    return vec[:n]
+
+
 def resolve_dtype(dtype: Any = None) -> numpy.dtype:
     """Return the floating dtype to use: ``dtype`` if given, else the global default.
 

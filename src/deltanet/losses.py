@@ -119,38 +119,40 @@ class SoftmaxCrossEntropy(Loss):
         if target.ndim == 0 or target.shape[0] != z.shape[0]:
             got = target.shape[0] if target.ndim else "a scalar"
             raise ValueError(f"SoftmaxCrossEntropy: batch size mismatch: output has {z.shape[0]} rows, target has {got}")
-        shifted = xp.empty(z2.shape, dtype=z2.dtype)                        # row-major: label logits are picked by flat index
-        xp.subtract(z2, z2.max(axis=1, keepdims=True), out=shifted)
-        e = xp.exp(shifted)
-        s = e.sum(axis=1, keepdims=True)
-        y = e
-        y /= s
-        log_s = xp.log(s)
+        if sample_weight is not None and z.ndim > 2 and numpy.size(sample_weight) == z.shape[0]:
+            sample_weight = xp.repeat(xp.asarray(sample_weight).reshape(-1), n // z.shape[0])  # one weight per sample
+        w, total = self._weights(sample_weight, n, z.dtype)
+        r = 1.0 / n if w is None else w / total                             # each row's factor: 1/B or w_b / sum(w)
+        # log y_i = (z_i - m) - log s,  s = sum_j exp(z_j - m); row-major, so label logits are picked by flat index
+        shifted = xp.subtract(z2, z2.max(axis=1, keepdims=True), order="C")
         if target.shape == z.shape and z.ndim >= 1 and target.ndim == z.ndim:
             if target.dtype.kind not in "fiub":
                 raise TypeError(f"SoftmaxCrossEntropy: target probabilities must be numeric, got dtype {target.dtype}")
             t = xp.asarray(target, dtype=z.dtype).reshape(-1, n_classes)
             check_finite(t, "SoftmaxCrossEntropy (target)")
-            per_sample = (t * (log_s - shifted)).sum(axis=1)              # -sum t log y
-            grad = y * t.sum(axis=1, keepdims=True) - t                    # y - t when the row sums to 1
+            e = xp.exp(shifted)
+            s = e.sum(axis=1, keepdims=True)
+            per_sample = (t * (xp.log(s) - shifted)).sum(axis=1)            # -sum t log y
+            e *= t.sum(axis=1, keepdims=True) / s                           # y sum_i t_i (= y when the row sums to 1)
+            grad = e
+            grad -= t
+            grad *= r if w is None else r[:, None]
         elif target.shape == z.shape[:-1]:
             labels = self._labels(target, n_classes).reshape(-1)
             at = self._row_offsets(n, n_classes) + labels                  # flat index b C + label_b of each target logit
-            per_sample = log_s[:, 0] - shifted.reshape(-1).take(at)        # -log y_label
-            grad = y
-            grad.reshape(-1)[at] -= 1.0                                    # y - t, t one-hot
+            flat = shifted.reshape(-1)
+            picked = flat.take(at)                                         # z_label - m
+            e = xp.exp(shifted, out=shifted)
+            s = e.sum(axis=1)
+            per_sample = xp.log(s)
+            per_sample -= picked                                           # -log y_label
+            e *= (r / s)[:, None]                                          # y r
+            flat[at] -= r                                                  # (y - t) r, t one-hot
+            grad = e
         else:
             raise ValueError(f"SoftmaxCrossEntropy: target must be labels of shape {tuple(z.shape[:-1])} or "
                              f"probabilities of shape {tuple(z.shape)}, got {tuple(target.shape)}")
-        if sample_weight is not None and z.ndim > 2 and numpy.size(sample_weight) == z.shape[0]:
-            sample_weight = xp.repeat(xp.asarray(sample_weight).reshape(-1), n // z.shape[0])  # one weight per sample
-        w, total = self._weights(sample_weight, n, z.dtype)
-        if w is None:
-            loss = float(per_sample.sum()) / n
-            grad *= 1.0 / n                                                # delta = (y - t) / B
-        else:
-            loss = float((per_sample * w).sum()) / total
-            grad *= (w / total)[:, None]
+        loss = float(per_sample.sum()) / n if w is None else float((per_sample * w).sum()) / total
         self._grad_cache = grad.reshape(z.shape)
         return loss
 

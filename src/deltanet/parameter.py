@@ -79,8 +79,13 @@ class Parameter:
             self._grad += a @ b
 
     def accumulate_sum(self, g: Any) -> None:
-        """``grad += g.sum(axis=0)`` for ``g`` of shape ``(n, *value.shape)``."""
-        if self._grad_is_zero:
+        """``grad += g.sum(axis=0)`` for ``g`` of shape ``(n, *value.shape)``.
+
+        For a vector parameter (a bias) the sum is the product ``1^T g`` (see :func:`backend.ones`).
+        """
+        if g.ndim == 2 and self.value.ndim == 1:
+            self.accumulate_matmul(backend.ones(g.shape[0], g.dtype), g)
+        elif self._grad_is_zero:
             g.sum(axis=0, out=self._grad)
             self._grad_is_zero = False
         else:
