@@ -124,7 +124,7 @@ def measure(cases: list[Case], frameworks: list[str], args: argparse.Namespace) 
     env = worker_env(args.threads)
     rows = []
     for case in cases:
-        fws = [f for f in frameworks if not (case.mode == "predict" and f == "deltanet-trainer")]
+        fws = list(frameworks)
         runs: dict[str, list[dict[str, Any]]] = {f: [] for f in fws}
         for rep in range(args.repeats):
             order = fws[rep % len(fws):] + fws[: rep % len(fws)]
@@ -256,7 +256,8 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], frameworks: list[s
                  + f". OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}.")
     lines.append("")
     for mode, what in (("train", "Training: seconds per epoch of SGD (momentum 0.9)"),
-                       ("predict", "Inference: seconds to predict (forward pass, in chunks of `batch` rows)")):
+                       ("predict", "Inference: seconds to predict (forward pass, in chunks of `batch` rows; "
+                                   "deltanet: `deltanet.predict`, deltanet-trainer: `net.forward` on each chunk)")):
         mrows = [r for r in rows if r["case"]["mode"] == mode]
         if not mrows:
             continue

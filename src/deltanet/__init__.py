@@ -16,6 +16,7 @@ from .architecture import count_flops, geometric_hidden_sizes, mlp
 from .backend import get_default_dtype, set_default_dtype
 from .errors import GradcheckError, NonFiniteError
 from .gradcheck import GradcheckResult, gradcheck
+from .inference import predict
 from .io import load, load_model_file, save
 from .losses import BinaryCrossEntropyWithLogits, Loss, MeanSquaredError, SoftmaxCrossEntropy, get_loss
 from .modules import (
@@ -70,6 +71,6 @@ __all__ = [
     "ScaledDotProductAttention", "Sequential", "Sigmoid", "SinusoidalPositionalEncoding", "Softmax",
     "SoftmaxCrossEntropy", "Tanh", "TokenPool", "Trainer", "TransformerEncoderBlock", "backend", "build",
     "count_flops", "data", "dense_block", "geometric_hidden_sizes", "get_default_dtype", "get_loss", "gradcheck",
-    "init", "load", "load_model_file", "mlp", "optim", "save", "set_default_dtype", "set_mask", "training",
+    "init", "load", "load_model_file", "mlp", "optim", "predict", "save", "set_default_dtype", "set_mask", "training",
     "transformer_classifier",
 ]

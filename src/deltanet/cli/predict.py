@@ -13,6 +13,7 @@ from typing import Any
 import numpy
 
 from ..config import DataConfig
+from ..inference import predict
 from ._common import fail, info, looks_like_path
 from ._pipeline import (
     _strip_prefix,
@@ -126,13 +127,11 @@ def _outputs(mf: Any, X: numpy.ndarray) -> numpy.ndarray:
         fail(f"the model takes {n_in} features, the data has {X.shape[1]}")
     if scaler is not None:
         X = scaler.transform(X)
-    dtype = next(iter(net.parameters())).value.dtype
-    X = backend.xp.asarray(X, dtype=dtype)
     try:
-        outs = [backend.to_numpy(net.forward(X[s:s + 1024], training=False)) for s in range(0, len(X), 1024)]
+        out = predict(net, X, 1024)
     except ValueError as exc:
         fail(f"the data does not fit the model: {exc}")
-    return numpy.concatenate(outs).astype(numpy.float64)
+    return backend.to_numpy(out).astype(numpy.float64)
 
 
 def _task(mf: Any) -> str:

@@ -34,6 +34,11 @@ class Activation(Module):
         super().__init__()
         self._h: Any = None
 
+    #: Subclasses whose map can write into a given array (``z`` itself included) define
+    #: ``apply(z, out=None) -> sigma(z)``, which keeps nothing for backward; their ``forward``
+    #: uses it too. :func:`deltanet.predict` applies them in place on a layer's output.
+    apply: Any = None
+
     def _cached(self) -> Any:
         if self._h is None:
             raise self._missing_forward()
@@ -68,15 +73,17 @@ class Sigmoid(Activation):
     """
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        x = _as_float_array(self, x)
+        self._h = self.apply(_as_float_array(self, x))
+        return self._h
+
+    def apply(self, z: Any, out: Any = None) -> Any:
         xp = backend.xp
-        e = xp.abs(x)
+        e = xp.abs(z)
         xp.negative(e, out=e)
         xp.exp(e, out=e)                      # e = exp(-|z|) in (0, 1]
-        h = xp.maximum(e, x >= 0)             # numerator: 1 for z >= 0 (as e <= 1), e for z < 0
+        h = xp.maximum(e, z >= 0, out=out)    # numerator: 1 for z >= 0 (as e <= 1), e for z < 0
         e += 1.0
         h /= e
-        self._h = h
         return h
 
     def backward(self, grad_out: Any) -> Any:
@@ -94,8 +101,11 @@ class Tanh(Activation):
     """
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        self._h = backend.xp.tanh(_as_float_array(self, x))
+        self._h = self.apply(_as_float_array(self, x))
         return self._h
+
+    def apply(self, z: Any, out: Any = None) -> Any:
+        return backend.xp.tanh(z, out=out)
 
     def backward(self, grad_out: Any) -> Any:
         h = self._cached()
@@ -115,8 +125,11 @@ class ReLU(Activation):
     """
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        self._h = backend.xp.maximum(_as_float_array(self, x), 0)
+        self._h = self.apply(_as_float_array(self, x))
         return self._h
+
+    def apply(self, z: Any, out: Any = None) -> Any:
+        return backend.xp.maximum(z, 0, out=out)
 
     def backward(self, grad_out: Any) -> Any:
         h = self._cached()
@@ -149,8 +162,11 @@ class LeakyReLU(Activation):
     def forward(self, x: Any, training: bool = False) -> Any:
         x = _as_float_array(self, x)
         self._mask = x > 0
-        self._h = backend.xp.maximum(x, self.alpha * x)    # = z for z > 0, alpha z otherwise, as 0 <= alpha < 1
+        self._h = self.apply(x)
         return self._h
+
+    def apply(self, z: Any, out: Any = None) -> Any:
+        return backend.xp.maximum(z, self.alpha * z, out=out)    # = z for z > 0, alpha z otherwise, as 0 <= alpha < 1
 
     def backward(self, grad_out: Any) -> Any:
         h = self._cached()

@@ -94,11 +94,21 @@ class Linear(Module):
     def forward(self, x: Any, training: bool = False) -> Any:
         x = self._as_input(x, self.in_features, dtype=self.dtype)
         self._x = x
+        return self.affine(x)
+
+    def affine(self, x: Any, out: Any = None) -> Any:
+        """``z = x W^T + b`` for validated input ``x``, without keeping ``x`` for backward.
+
+        With ``out`` (an array of shape ``(n, out_features)``, row- or
+        column-major, as :func:`deltanet.predict` reuses from chunk to chunk)
+        the product is written there; otherwise into a new array, laid out as
+        "Memory layout" says.
+        """
         w = self.weight.value
-        if x.ndim == 2 and x.shape[0] < self.column_major_below:
+        if out is None and x.ndim == 2 and x.shape[0] < self.column_major_below:
             z = (w @ x.T).T                  # z = (W X^T)^T: W h for every sample, column-major result
         else:
-            z = x @ w.T                      # z = W h, batch-first (row-major result)
+            z = backend.xp.matmul(x, w.T, out=out)   # z = W h, batch-first (row-major result)
         if self.bias is not None:
             z += self.bias.value             # + b
         return z

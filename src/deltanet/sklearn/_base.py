@@ -20,9 +20,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .. import backend
 from ..architecture import mlp
 from ..errors import NonFiniteError
+from ..inference import predict
 from ..losses import Loss
 from ..modules.base import Module, build
-from ..modules.containers import input_prechecked
 from ..modules.linear import Linear
 from ..optim import get_optimizer
 from ..optim.schedules import CosineAnnealingLR
@@ -266,11 +266,10 @@ class BaseMLP(BaseEstimator):
     def _forward(self, X: Any) -> numpy.ndarray:
         """Network outputs (logits) in evaluation mode -- dropout off, batch norm on running
         statistics -- for already validated ``X``, computed in float64 (see :func:`_float64_twin`)."""
-        net = _float64_twin(self.network_)
-        with input_prechecked(net):                          # validate_data has tested X for NaN/inf
-            outs = [backend.to_numpy(net.forward(X[i:i + PREDICT_CHUNK], training=False))
-                    for i in range(0, X.shape[0], PREDICT_CHUNK)]
-        return numpy.concatenate(outs).astype(numpy.float64, copy=False) if outs else numpy.zeros((0, self.n_outputs_))
+        if X.shape[0] == 0:
+            return numpy.zeros((0, self.n_outputs_))
+        net = _float64_twin(self.network_)                   # validate_data has tested X for NaN/inf
+        return backend.to_numpy(predict(net, X, PREDICT_CHUNK, check_finite=False)).astype(numpy.float64, copy=False)
 
     # -- inspection -------------------------------------------------------------------
     def _linear_layers(self) -> list[Linear]:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy
 
 from .. import backend
+from ..inference import model_dtype, prepare_inputs
 from ..modules.base import Module, check_finite
 
 
@@ -32,12 +33,6 @@ class Dataset:
         return Dataset(self.X[idx], self.y[idx], w)
 
 
-def model_dtype(model: Module) -> numpy.dtype:
-    """The dtype of the model's parameters (the default dtype for a parameter-free model)."""
-    params = model.parameters()
-    return numpy.dtype(params[0].dtype) if params else backend.get_default_dtype()
-
-
 def output_width(model: Module, X: Any) -> int:
     """Size of the model output's last axis, from an eval-mode forward pass of one sample of ``X``.
 
@@ -45,22 +40,6 @@ def output_width(model: Module, X: Any) -> int:
     before training starts, with the module's own message.
     """
     return int(model.forward(X[:1], training=False).shape[-1])
-
-
-def prepare_inputs(model: Module, X: Any, name: str = "X") -> Any:
-    """Check ``X`` (numeric, at least 2 axes, at least one sample, finite) and convert it to the model's dtype."""
-    if not hasattr(X, "dtype"):
-        X = numpy.asarray(X)
-    if X.dtype.kind not in "fiub":
-        raise TypeError(f"{name} must be a numeric array, got dtype {X.dtype}")
-    if X.ndim < 2:
-        raise ValueError(f"{name} must have shape (n_samples, n_features), got {tuple(X.shape)}; "
-                         "reshape a single feature with X.reshape(-1, 1)")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} has no samples")
-    X = backend.xp.asarray(X, dtype=model_dtype(model))
-    check_finite(X, name)
-    return X
 
 
 def prepare_data(model: Module, X: Any, y: Any, task: str, sample_weight: Any = None, name: str = "X") -> Dataset:

@@ -32,6 +32,7 @@ import numpy
 
 from .. import backend
 from ..errors import NonFiniteError
+from ..inference import predict
 from ..losses import LOSSES, Loss, get_loss
 from ..modules.activations import softmax
 from ..modules.base import Module
@@ -43,7 +44,7 @@ from ..optim.schedules import Schedule
 from ..parameter import Parameter
 from . import checkpoint as ckpt
 from .callbacks import Callback, CallbackList
-from .data import Dataset, prepare_data, prepare_inputs, validation_split
+from .data import Dataset, prepare_data, validation_split
 from .history import History
 from .metrics import check_task, correct_count, dead_fractions
 from .progress import ProgressBar
@@ -637,11 +638,8 @@ class Trainer:
 
     def predict(self, X: Any, batch_size: int | None = None) -> Any:
         """The model's outputs (logits for the fused losses) in eval mode, computed ``batch_size`` rows at a time."""
-        X = prepare_inputs(self.model, X)                                       # tests X for NaN/inf once
         bs = check_int("batch_size", batch_size or self.eval_batch_size, minimum=1)
-        with input_prechecked(self.model):
-            outs = [self.model.forward(X[s:s + bs], training=False) for s in range(0, X.shape[0], bs)]
-        return outs[0] if len(outs) == 1 else backend.xp.concatenate(outs, axis=0)
+        return predict(self.model, X, bs)                                       # tests X for NaN/inf once
 
     def predict_proba(self, X: Any, batch_size: int | None = None) -> Any:
         """Class probabilities: softmax of the logits (classification) or sigmoid per label (multilabel)."""

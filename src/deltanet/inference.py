@@ -1,0 +1,249 @@
+"""Prediction: a network's eval-mode outputs for a whole data set, in chunks, reusing its buffers.
+
+::
+
+    out = deltanet.predict(model, X, batch_size=1024)
+
+equals ``concatenate([model.forward(X[s:s + batch_size]) for s in ...])`` (eval
+mode: dropout off, batch norm on its running statistics) and runs the same
+matrix products; it differs in how it treats memory:
+
+- ``X`` is tested for NaN and infinity once, not by every module: chunk by
+  chunk just before the products read it (from cache, then) or, when the
+  first layer is a Linear narrower than the data, through that layer's output:
+  a NaN or infinity in a row of ``X`` makes every entry of that row of
+  ``X W^T`` NaN or infinite, and only then is the chunk itself tested;
+- a chain of layers (a :class:`~deltanet.modules.Sequential`, nested ones
+  flattened) writes each :class:`~deltanet.modules.Linear`'s output
+  ``z = h W^T + b`` into a buffer made for the first chunk and reused for
+  every later one (and kept for the model's next ``predict``), and an
+  activation that follows it (ReLU, LeakyReLU, sigmoid, tanh: those with
+  ``apply``) overwrites that buffer with ``sigma(z)``. A plain forward of a
+  784-512-256-10 network on chunks of 1,024 rows allocates 6 MiB per chunk,
+  and handing such blocks back to the system and faulting them in again
+  costs as much as a pass over them;
+- between two Linear layers the bias is added by the matrix product itself
+  (see :class:`_Chain`); the first layer's bias pass and the activations'
+  passes remain;
+- the outputs land in one array of ``len(X)`` rows.
+
+Other modules (attention, normalization, dropout, residual blocks, layers
+given input with more than two axes) run their own ``forward``. Nothing is
+kept for ``backward``: after ``predict``, run ``forward`` before ``backward``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import numpy
+
+from . import backend
+from .errors import NonFiniteError
+from .modules.activations import Activation
+from .modules.base import Module, check_finite
+from .modules.containers import Sequential, input_prechecked
+from .modules.linear import Linear
+
+
+def model_dtype(model: Module) -> numpy.dtype:
+    """The dtype of the model's parameters (the default dtype for a parameter-free model)."""
+    params = model.parameters()
+    return numpy.dtype(params[0].dtype) if params else backend.get_default_dtype()
+
+
+def prepare_inputs(model: Module, X: Any, name: str = "X", check: bool = True) -> Any:
+    """Check ``X`` (numeric, at least 2 axes, at least one sample, finite unless ``check=False``)
+    and convert it to the model's dtype."""
+    if not hasattr(X, "dtype"):
+        X = numpy.asarray(X)
+    if X.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must be a numeric array, got dtype {X.dtype}")
+    if X.ndim < 2:
+        raise ValueError(f"{name} must have shape (n_samples, n_features), got {tuple(X.shape)}; "
+                         "reshape a single feature with X.reshape(-1, 1)")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has no samples")
+    X = backend.xp.asarray(X, dtype=model_dtype(model))
+    if check:
+        check_finite(X, name)
+    return X
+
+
+def predict(model: Module, X: Any, batch_size: int = 1024, *, check_finite: bool = True) -> Any:
+    """The outputs of ``model`` in eval mode for every row of ``X``, ``batch_size`` rows at a time.
+
+    Parameters
+    ----------
+    model : Module
+    X : array of shape ``(n_samples, ...)``
+        Converted to the model's dtype (one copy when it differs).
+    batch_size : int
+        Rows per chunk: bounds the memory of the activations (1,024 rows of a
+        512-unit layer: 2 MiB in float32). Chunks below
+        :attr:`Linear.column_major_below` rows get column-major buffers, as ``forward`` does.
+    check_finite : bool
+        Test ``X`` for NaN and infinity (once). False for data already tested.
+
+    Returns
+    -------
+    array of shape ``(n_samples, *output_shape)`` (logits for networks trained with the fused losses).
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"predict: batch_size must be a positive int, got {batch_size!r}")
+    X = prepare_inputs(model, X, check=False)
+    n = X.shape[0]
+    chain = _Chain(model, _BUFFERS.pop(model, None))     # taken, not shared: concurrent calls get their own
+    # the finiteness test reads the first layer's output (in cache) when it is narrower than the data
+    first = chain.modules[0]
+    test_output = check_finite and isinstance(first, Linear) and X.ndim == 2 and first.out_features < X.shape[1]
+    result = None
+    try:
+        with input_prechecked(model):
+            for start in range(0, n, batch_size):
+                chunk = X[start:start + batch_size]
+                if check_finite and not test_output:
+                    _check_chunk(chunk, X)
+                y = chain.run(chunk, (lambda z, chunk=chunk: _check_product(z, chunk, X)) if test_output else None)
+                if result is None:
+                    result = backend.xp.empty((n, *y.shape[1:]), dtype=y.dtype)
+                result[start:start + y.shape[0]] = y
+    finally:
+        _BUFFERS[model] = chain.buffers
+    return result
+
+
+#: Each model's buffers from its last ``predict``, for the next one (a few MiB: one chunk's activations).
+_BUFFERS: weakref.WeakKeyDictionary[Module, list[Any]] = weakref.WeakKeyDictionary()
+
+
+def _check_chunk(chunk: Any, X: Any) -> None:
+    """Test one chunk for NaN and infinity just before its products read it (from cache, then), naming
+    the culprit's index in the whole of ``X``."""
+    try:
+        check_finite(chunk, "X")
+    except NonFiniteError:
+        check_finite(X, "X")
+        raise
+
+
+def _check_product(z: Any, chunk: Any, X: Any) -> None:
+    """After the first layer, ``z = chunk W^T + b``: test the chunk itself only when ``z`` is not finite
+    (a finite chunk whose product overflowed passes, as in ``forward``)."""
+    try:
+        check_finite(z, "X W^T")
+    except NonFiniteError:
+        _check_chunk(chunk, X)
+
+
+def _flatten(model: Module) -> list[Module]:
+    """The modules ``model`` runs one after the other: a Sequential's children, nested ones flattened."""
+    if type(model) is Sequential:
+        return [m for child in model.children() for m in _flatten(child)]
+    return [model]
+
+
+def _in_place(m: Module) -> bool:
+    """Whether ``m`` can overwrite its input with its output (an activation with ``apply``)."""
+    return isinstance(m, Activation) and m.apply is not None
+
+
+class _Chain:
+    """A model's modules in order, with the buffers of one ``predict`` call.
+
+    A Linear whose output reaches a Linear with a bias through in-place
+    activations only writes into a buffer with a trailing column of ones,
+    ``[h, 1]``, and that next Linear multiplies it by ``[W | b]`` (built once
+    per call): ``[h, 1] [W | b]^T = h W^T + b``, the bias added by the matrix
+    product itself instead of a pass over its output. Passes over such a
+    buffer run over whole rows, the column of ones included (NumPy runs over a
+    contiguous array about twice as fast as over a strided view): a bias pass
+    adds ``[b, 0]``, an activation maps the ones too and they are reset when
+    ``sigma(1) != 1``.
+    """
+
+    def __init__(self, model: Module, buffers: list[Any] | None = None) -> None:
+        xp = backend.xp
+        self.modules = _flatten(model)
+        k = len(self.modules)
+        self.buffers: list[Any] = buffers if buffers is not None and len(buffers) == k else [None] * k
+        self.ones_column = [False] * k                # step i's buffer carries a column of ones
+        self.with_bias: list[Any] = [None] * k        # step j's [W | b], for input with that column
+        self.bias_and_zero: list[Any] = [None] * k    # step i's [b, 0], for its own buffer with that column
+        self.keeps_one = [True] * k                   # whether activation i maps 1 to 1
+        for i, m in enumerate(self.modules):
+            if _in_place(m):
+                self.keeps_one[i] = bool(m.apply(xp.ones(1, dtype=model_dtype(model)))[0] == 1)
+            j = i + 1
+            while j < k and _in_place(self.modules[j]):
+                j += 1
+            nxt = self.modules[j] if j < k else None
+            if isinstance(m, Linear) and isinstance(nxt, Linear) and nxt.bias is not None:
+                self.ones_column[i] = True
+                if m.bias is not None:
+                    self.bias_and_zero[i] = xp.concatenate([m.bias.value, xp.zeros(1, dtype=m.dtype)])
+                if self.with_bias[j] is None:
+                    wb = self.with_bias[j] = xp.empty((nxt.out_features, nxt.in_features + 1), dtype=nxt.dtype, order="F")
+                    wb[:, :-1] = nxt.weight.value
+                    wb[:, -1] = nxt.bias.value
+
+    def run(self, h: Any, check_first: Any = None) -> Any:
+        """One chunk through the chain; ``check_first(z)`` is called on the first layer's output ``h W^T + b``."""
+        owned = False                                 # whether h is a buffer of this call
+        augmented = None                              # the rows [h, 1], when h has a column of ones beside it
+        for i, m in enumerate(self.modules):
+            if isinstance(m, Linear) and h.ndim == 2:
+                if check_first is None:
+                    z, full = self._linear(i, m, h, augmented)
+                else:
+                    with numpy.errstate(invalid="ignore", over="ignore"):   # check_first reports a NaN in the data
+                        z, full = self._linear(i, m, h, augmented)
+                    check_first(full)
+                    check_first = None
+                h, owned = z, True
+                augmented = full if self.ones_column[i] else None
+            elif owned and _in_place(m):
+                if augmented is None:
+                    h = m.apply(h, out=h)             # sigma(z) over z's own buffer
+                else:
+                    m.apply(augmented, out=augmented)
+                    if not self.keeps_one[i]:
+                        augmented[:, -1] = 1
+            else:
+                h, owned, augmented = m.forward(h, training=False), False, None
+        return h
+
+    def _linear(self, i: int, m: Linear, h: Any, augmented: Any) -> tuple[Any, Any]:
+        """Step ``i``, a Linear: ``z = h W^T + b`` into its buffer; returns ``z`` and the buffer's rows."""
+        xp = backend.xp
+        full = self._buffer(i, m, h.shape[0])
+        z = full[:, :m.out_features] if self.ones_column[i] else full
+        if augmented is not None and self.with_bias[i] is not None:
+            xp.matmul(augmented, self.with_bias[i].T, out=z)                # [h, 1] [W | b]^T = h W^T + b
+            return z, full
+        x = m._as_input(h, m.in_features, dtype=m.dtype)
+        if self.ones_column[i]:
+            xp.matmul(x, m.weight.value.T, out=z)                           # h W^T
+            if m.bias is not None:
+                full += self.bias_and_zero[i]                              # + b over whole rows: the ones stay
+        else:
+            m.affine(x, out=z)
+        return z, full
+
+    def _buffer(self, i: int, m: Linear, rows: int) -> Any:
+        """Step ``i``'s output rows: ``(rows, out_features)``, plus a last column of ones when
+        ``ones_column[i]``. Created for the first chunk; a shorter last chunk takes the leading rows of a
+        row-major buffer, and gets a column-major one of its own."""
+        buf = self.buffers[i]
+        width = m.out_features + self.ones_column[i]
+        order = "F" if rows < m.column_major_below else "C"       # the faster layout, as in Linear.forward
+        if (buf is None or buf.shape[0] < rows or buf.shape[1] != width or buf.dtype != m.dtype
+                or (buf.shape[0] > rows and buf.flags.f_contiguous) or (order == "F") != buf.flags.f_contiguous):
+            buf = self.buffers[i] = backend.xp.empty((rows, width), dtype=m.dtype, order=order)
+            if self.ones_column[i]:
+                buf[:, -1] = 1
+        return buf[:rows]
+
+
+__all__ = ["model_dtype", "predict", "prepare_inputs"]
