@@ -82,6 +82,10 @@ class CallbackList:
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+        # the per-batch events go to the callbacks that define them only (most act once per epoch)
+        self._batch_begin = _defining(self.callbacks, "on_batch_begin")
+        self._after_backward = _defining(self.callbacks, "on_after_backward")
+        self._batch_end = _defining(self.callbacks, "on_batch_end")
 
     def __iter__(self):
         return iter(self.callbacks)
@@ -95,16 +99,16 @@ class CallbackList:
             cb.on_epoch_begin(trainer, epoch)
 
     def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
-        for cb in self.callbacks:
-            cb.on_batch_begin(trainer, batch)
+        for hook in self._batch_begin:
+            hook(trainer, batch)
 
     def on_after_backward(self, trainer: Trainer) -> None:
-        for cb in self.callbacks:
-            cb.on_after_backward(trainer)
+        for hook in self._after_backward:
+            hook(trainer)
 
     def on_batch_end(self, trainer: Trainer, batch: int, loss: float) -> None:
-        for cb in self.callbacks:
-            cb.on_batch_end(trainer, batch, loss)
+        for hook in self._batch_end:
+            hook(trainer, batch, loss)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None:
         for cb in self.callbacks:
@@ -113,6 +117,12 @@ class CallbackList:
     def on_train_end(self, trainer: Trainer, history: History) -> None:
         for cb in self.callbacks:
             cb.on_train_end(trainer, history)
+
+
+def _defining(callbacks: list[Callback], name: str) -> list[Any]:
+    """The bound ``name`` methods of the callbacks that override :class:`Callback`'s empty one."""
+    empty = getattr(Callback, name)
+    return [hook for hook in (getattr(cb, name) for cb in callbacks) if getattr(hook, "__func__", None) is not empty]
 
 
 class ModelCheckpoint(Callback):

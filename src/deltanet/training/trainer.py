@@ -489,7 +489,9 @@ class Trainer:
         perm = backend.xp.asarray(self.rng.permutation(n) if self.shuffle else numpy.arange(n))
         last_full = self.n_batches if (n % bs == 0 or self.n_batches == 1) else self.n_batches - 1
         weighted = train.sample_weight is not None
-        counts_correct = self.task in ("classification", "multilabel")
+        # integer labels: each batch's predicted classes are kept, and compared with the labels once per epoch
+        preds = backend.xp.empty(n, dtype=numpy.intp) if self.task == "classification" and train.y.ndim == 1 else None
+        counts_correct = preds is None and self.task in ("classification", "multilabel")
         gather = _batch_gatherer(train.X, bs)
         loss_sum = weight_sum = correct = grad_norm_sum = 0.0
         layer_sums = numpy.zeros(len(self.params)) if self.record_layers else None
@@ -513,7 +515,9 @@ class Trainer:
             size = float(wb.sum()) if weighted else len(idx)
             loss_sum += loss * size
             weight_sum += size
-            if counts_correct:
+            if preds is not None:
+                out.argmax(axis=-1, out=preds[b * bs:b * bs + len(idx)])
+            elif counts_correct:
                 correct += correct_count(out, yb, self.task)
             grad_norm_sum += norm
             if layer_sums is not None:
@@ -527,6 +531,8 @@ class Trainer:
             if self.stop_training:
                 break
         seen = sum(min(bs, n - b * bs) for b in range(batches))
+        if preds is not None:
+            correct = int(backend.xp.count_nonzero(preds[:seen] == train.y[perm[:seen]]))
         record: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": loss_sum / weight_sum,
