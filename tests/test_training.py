@@ -349,6 +349,33 @@ def test_callback_can_stop_after_a_batch():
     assert len(history) == 2 and history.stop_reason == "callback" and history.stop_message == "enough"
 
 
+
+def test_train_accuracy_counts_each_batch_prediction_before_its_step():
+    X, y = blobs(40)
+    label_of = {row.tobytes(): label for row, label in zip(X.astype(np.float64), y, strict=True)}
+    bs, counts = 7, []
+
+    class Count(Callback):                      # hits of the logits each batch was trained on, before its step
+        def on_epoch_begin(self, trainer, epoch):
+            counts.append([0, 0])
+
+        def on_after_backward(self, trainer):
+            last = trainer.model[-1]
+            logits = last._x @ last.weight.value.T + last.bias.value
+            labels = [label_of[row.tobytes()] for row in trainer.model[0]._x]  # the batch's rows, shuffled
+            counts[-1][0] += int((logits.argmax(axis=1) == labels).sum())
+            counts[-1][1] += len(labels)
+
+        def on_batch_end(self, trainer, batch, loss):
+            if trainer.epoch == 2 and batch == 5:
+                trainer.request_stop("callback", "enough")
+
+    history = dn.Trainer(dn.mlp([4, 6, 3], rng=0, dtype="float64"), optimizer="sgd", lr=0.5, batch_size=bs, epochs=3,
+                         callbacks=[Count()]).fit(X, y)
+    assert len(history) == 2 and counts[1][1] == 5 * bs           # the stopped epoch counts its 5 batches only
+    assert history["train_accuracy"] == [hits / seen for hits, seen in counts]
+    assert 0 < history["train_accuracy"][0] < 1
+
 # -- divergence ---------------------------------------------------------------------------------------
 def test_divergence_with_huge_learning_rate_keeps_last_good_weights():
     rng = np.random.default_rng(0)
