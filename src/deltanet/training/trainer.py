@@ -618,22 +618,13 @@ class Trainer:
 
     # -- evaluation -------------------------------------------------------------------------
     def _evaluate(self, data: Dataset) -> dict[str, float]:
-        n = len(data)
-        total = loss_sum = correct = 0.0
-        for start in range(0, n, self.eval_batch_size):
-            sl = slice(start, start + self.eval_batch_size)
-            xb, yb = data.X[sl], data.y[sl]
-            wb = None if data.sample_weight is None else data.sample_weight[sl]
-            out = self.model.forward(xb, training=False)
-            size = float(wb.sum()) if wb is not None else float(xb.shape[0])
-            if size > 0:
-                loss_sum += self.loss.forward(out, yb, wb) * size
-                total += size
-            if self.task in ("classification", "multilabel"):
-                correct += correct_count(out, yb, self.task)
-        result = {"loss": loss_sum / total if total else float("nan")}
+        """Mean loss and accuracy of the model in eval mode on already validated data."""
+        out = predict(self.model, data.X, self.eval_batch_size, check_finite=False)
+        w = data.sample_weight
+        weighted_empty = w is not None and not float(w.sum()) > 0
+        result = {"loss": float("nan") if weighted_empty else self.loss.forward(out, data.y, w)}
         if self.task in ("classification", "multilabel"):
-            result["accuracy"] = correct / n
+            result["accuracy"] = correct_count(out, data.y, self.task) / len(data)
         return result
 
     def evaluate(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, float]:
