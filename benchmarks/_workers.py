@@ -39,7 +39,7 @@ partial when ``batch`` does not divide ``n_samples``.
 ``batch`` rows (``floor``: the forward matrix products only; ``deltanet``:
 ``deltanet.predict(net, X, batch_size=batch)``, which also tests ``X`` for
 NaN and infinity; ``deltanet-trainer``: ``net.forward`` on each chunk, the
-module API; ``torch``: the module under ``no_grad``; ``sklearn``: ``predict_proba``).
+module API; ``torch``: the module under ``inference_mode``; ``sklearn``: ``predict_proba``).
 """
 
 from __future__ import annotations
