@@ -15,6 +15,7 @@ def chunked_forward(net, X, batch_size):
 
 def networks(dtype):
     rng = 3
+    shared = dn.Linear(12, 12, rng=7, dtype=dtype)
     return {
         "relu mlp": dn.mlp([12, 16, 9, 4], activation="relu", rng=rng, dtype=dtype),
         "tanh (sigma(1) != 1)": dn.mlp([12, 16, 9, 4], activation="tanh", rng=rng, dtype=dtype),
@@ -29,6 +30,7 @@ def networks(dtype):
             dn.Linear(10, 10, rng=2, dtype=dtype), dn.BatchNorm(10, dtype=dtype), dn.ReLU(), dn.Dropout(0.5),
             dn.Sequential(dn.Linear(10, 6, rng=5, dtype=dtype)), dn.Softmax()),
         "single linear": dn.Linear(12, 5, rng=1, dtype=dtype),
+        "one layer used twice": dn.Sequential(shared, dn.ReLU(), shared, dn.Tanh(), dn.Linear(12, 4, rng=6, dtype=dtype)),
     }
 
 
