@@ -49,8 +49,9 @@ from .modules.linear import Linear
 
 def model_dtype(model: Module) -> numpy.dtype:
     """The dtype of the model's parameters (the default dtype for a parameter-free model)."""
-    params = model.parameters()
-    return numpy.dtype(params[0].dtype) if params else backend.get_default_dtype()
+    for _, p in model.named_parameters():                 # the first one: no need to list them all
+        return numpy.dtype(p.dtype)
+    return backend.get_default_dtype()
 
 
 def prepare_inputs(model: Module, X: Any, name: str = "X", check: bool = True) -> Any:
@@ -94,7 +95,7 @@ def predict(model: Module, X: Any, batch_size: int = 1024, *, check_finite: bool
         raise ValueError(f"predict: batch_size must be a positive int, got {batch_size!r}")
     X = prepare_inputs(model, X, check=False)
     n = X.shape[0]
-    chain = _Chain(model, _BUFFERS.pop(model, None))     # taken, not shared: concurrent calls get their own
+    chain = _Chain(model, n, X.dtype, _BUFFERS.pop(model, None))   # taken, not shared: concurrent calls get their own
     # the finiteness test reads the first layer's output (in cache) when it is narrower than the data
     first = chain.modules[0]
     test_output = check_finite and isinstance(first, Linear) and X.ndim == 2 and first.out_features < X.shape[1]
@@ -155,15 +156,16 @@ class _Chain:
     A Linear whose output reaches a Linear with a bias through in-place
     activations only writes into a buffer with a trailing column of ones,
     ``[h, 1]``, and that next Linear multiplies it by ``[W | b]`` (built once
-    per call): ``[h, 1] [W | b]^T = h W^T + b``, the bias added by the matrix
-    product itself instead of a pass over its output. Passes over such a
+    per call, when there are at least as many rows to predict as the next
+    layer has inputs): ``[h, 1] [W | b]^T = h W^T + b``, the bias added by the
+    matrix product itself instead of a pass over its output. Passes over such a
     buffer run over whole rows, the column of ones included (NumPy runs over a
     contiguous array about twice as fast as over a strided view): a bias pass
     adds ``[b, 0]``, an activation maps the ones too and they are reset when
     ``sigma(1) != 1``.
     """
 
-    def __init__(self, model: Module, buffers: list[Any] | None = None) -> None:
+    def __init__(self, model: Module, rows: int, dtype: Any, buffers: list[Any] | None = None) -> None:
         xp = backend.xp
         self.modules = _flatten(model)
         k = len(self.modules)
@@ -174,12 +176,13 @@ class _Chain:
         self.keeps_one = [True] * k                   # whether activation i maps 1 to 1
         for i, m in enumerate(self.modules):
             if _in_place(m):
-                self.keeps_one[i] = bool(m.apply(xp.ones(1, dtype=model_dtype(model)))[0] == 1)
+                self.keeps_one[i] = bool(m.apply(xp.ones(1, dtype=dtype))[0] == 1)
             j = i + 1
             while j < k and _in_place(self.modules[j]):
                 j += 1
             nxt = self.modules[j] if j < k else None
-            if isinstance(m, Linear) and isinstance(nxt, Linear) and nxt.bias is not None:
+            # worth it when the bias pass it saves (rows x d_out) outweighs copying [W | b] (d_in x d_out)
+            if isinstance(m, Linear) and isinstance(nxt, Linear) and nxt.bias is not None and rows >= nxt.in_features:
                 self.ones_column[i] = True
                 if m.bias is not None:
                     self.bias_and_zero[i] = xp.concatenate([m.bias.value, xp.zeros(1, dtype=m.dtype)])
