@@ -110,3 +110,18 @@ def test_activation_hyperparameters_are_validated():
     with pytest.raises(ValueError, match=r"LeakyReLU: alpha must be in \[0, 1\), got 1.5"):
         dn.LeakyReLU(1.5)
     assert dn.modules.ACTIVATIONS["logistic"] is dn.Sigmoid
+
+
+def test_sigmoid_function_is_stable_and_writes_in_place():
+    from deltanet.modules.activations import sigmoid
+
+    z = np.array([-1000.0, -30.0, -1.0, 0.0, 1.0, 30.0, 1000.0])
+    want = np.array([0.0, np.exp(-30.0) / (1 + np.exp(-30.0)), 1 / (1 + np.e), 0.5, 1 / (1 + np.exp(-1.0)),
+                     1 / (1 + np.exp(-30.0)), 1.0])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):   # no overflow on the way
+        got = sigmoid(z.copy())
+        same = z.copy()
+        out = sigmoid(same, out=same)
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+    assert out is same
+    np.testing.assert_array_equal(same, got)

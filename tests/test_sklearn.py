@@ -149,6 +149,7 @@ def test_multilabel_indicator_targets():
     assert pred.shape == Y.shape and set(np.unique(pred)) <= {0, 1}
     proba = est.predict_proba(X)
     assert proba.shape == Y.shape and (proba >= 0).all() and (proba <= 1).all()
+    np.testing.assert_allclose(proba, 1 / (1 + np.exp(-est._forward(est._check_X(X)))), rtol=1e-12)
     np.testing.assert_array_equal(pred, (proba > 0.5).astype(int))
     assert (pred == Y).mean() > 0.8                     # per-label accuracy (majority: 0.57)
     majority = np.maximum(Y.mean(axis=0), 1 - Y.mean(axis=0)).mean()

@@ -77,14 +77,7 @@ class Sigmoid(Activation):
         return self._h
 
     def apply(self, z: Any, out: Any = None) -> Any:
-        xp = backend.xp
-        e = xp.abs(z)
-        xp.negative(e, out=e)
-        xp.exp(e, out=e)                      # e = exp(-|z|) in (0, 1]
-        h = xp.maximum(e, z >= 0, out=out)    # numerator: 1 for z >= 0 (as e <= 1), e for z < 0
-        e += 1.0
-        h /= e
-        return h
+        return sigmoid(z, out=out)
 
     def backward(self, grad_out: Any) -> Any:
         h = self._cached()
@@ -214,6 +207,21 @@ class Softmax(Activation):
         xp.subtract(grad_out, s, out=g)
         g *= y                                # y * (g - sum_j g_j y_j)
         return g
+
+
+def sigmoid(z: Any, out: Any = None) -> Any:
+    """sigma(z) = 1 / (1 + e^{-z}) elementwise, overflow-free for any finite z (into ``out``, which may be ``z``).
+
+    With e = exp(-|z|) <= 1: sigma(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0.
+    """
+    xp = backend.get_array_module(z)            # host arrays too (the estimators' float64 outputs)
+    e = xp.abs(z)
+    xp.negative(e, out=e)
+    xp.exp(e, out=e)                          # e = exp(-|z|) in (0, 1]
+    h = xp.maximum(e, z >= 0, out=out)        # numerator: 1 for z >= 0 (as e <= 1), e for z < 0
+    e += 1.0
+    h /= e
+    return h
 
 
 def softmax(z: Any, axis: int = -1) -> Any:

@@ -11,6 +11,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import type_of_target
 
 from ..losses import BinaryCrossEntropyWithLogits, Loss, SoftmaxCrossEntropy
+from ..modules.activations import sigmoid
 from ._base import BaseMLP
 
 _SUPPORTED = ("binary", "multiclass", "multilabel-indicator")
@@ -224,7 +225,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         (multi-label: the sigmoid of each label's logit, shape (n_samples, n_labels))."""
         z = self._forward(self._check_X(X))
         if self._multilabel:
-            return _sigmoid(z)
+            return sigmoid(z, out=z)
         z -= z.max(axis=1, keepdims=True)
         numpy.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
@@ -331,8 +332,3 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         self.classes_ = numpy.asarray(meta["classes_"], dtype=dtype if dtype.kind != "O" else object)
         self._multilabel = bool(meta["multilabel"])
 
-
-def _sigmoid(z: numpy.ndarray) -> numpy.ndarray:
-    """sigma(z) = 1 / (1 + e^-z), without overflow for large |z|."""
-    e = numpy.exp(-numpy.abs(z))
-    return numpy.where(z >= 0, 1.0, e) / (1.0 + e)

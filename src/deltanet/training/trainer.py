@@ -34,7 +34,7 @@ from .. import backend
 from ..errors import NonFiniteError
 from ..inference import predict
 from ..losses import LOSSES, Loss, get_loss
-from ..modules.activations import softmax
+from ..modules.activations import sigmoid, softmax
 from ..modules.base import Module
 from ..modules.containers import input_prechecked, without_input_gradient
 from ..optim import OPTIMIZERS, Optimizer, clip_grad_norm, get_optimizer, get_schedule
@@ -630,8 +630,7 @@ class Trainer:
     def evaluate(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, float]:
         """Mean loss (eval mode, no L2 term) and, for classification / multilabel, accuracy on ``(X, y)``."""
         data = prepare_data(self.model, X, y, self.task, sample_weight)       # tests X for NaN/inf once
-        with input_prechecked(self.model):
-            return self._evaluate(data)
+        return self._evaluate(data)
 
     def predict(self, X: Any, batch_size: int | None = None) -> Any:
         """The model's outputs (logits for the fused losses) in eval mode, computed ``batch_size`` rows at a time."""
@@ -644,9 +643,7 @@ class Trainer:
         if self.task == "classification":
             return softmax(z, axis=-1)
         if self.task == "multilabel":
-            xp = backend.xp
-            e = xp.exp(-xp.abs(z))
-            return xp.where(z >= 0, 1.0, e).astype(z.dtype, copy=False) / (1.0 + e)
+            return sigmoid(z, out=z)
         raise ValueError(f"predict_proba needs a classification or multilabel task, this trainer's task is {self.task!r}")
 
     # -- state and checkpoints ----------------------------------------------------------------
