@@ -27,9 +27,10 @@ partial when ``batch`` does not divide ``n_samples``.
   gradients (the layout deltanet's ``Linear`` uses, see its docstring): the
   same numbers, computed by the BLAS in its faster orientation.
 * ``torch-floor``: the same products with ``torch.mm`` (PyTorch's BLAS).
-* ``deltanet``: the plain five calls per batch (gather, ``forward``, loss
-  ``forward``, ``zero_grad`` + ``backward``, optimizer ``step``) with
-  :class:`deltanet.optim.SGD`.
+* ``deltanet``: the plain calls per batch (gather, ``forward``, loss
+  ``forward``, ``zero_grad`` + ``fold_gradients`` + ``backward``, optimizer
+  ``step``) with :class:`deltanet.optim.SGD`; ``fold_gradients`` has the
+  backward pass add the gradients straight into the momentum buffer.
 * ``deltanet-trainer``: ``deltanet.training.Trainer.fit`` (when the trainer
   exists); the times are its history's per-epoch ``time``.
 * ``torch``: the equivalent eager PyTorch loop (``torch.set_num_threads``).
@@ -224,6 +225,7 @@ def run_deltanet(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str
             out = net.forward(xb, training=True)
             total += loss_fn.forward(out, y[idx])
             opt.zero_grad()
+            opt.fold_gradients()           # SGD momentum: the gradients go straight into the momentum buffer
             net.backward(loss_fn.backward())
             opt.step()
         return total

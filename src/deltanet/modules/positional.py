@@ -86,7 +86,7 @@ class PositionalEmbedding(Module):
         if t == self.max_len:
             self.weight.accumulate_sum(grad_out)              # dP_t = sum_b dL/dy_bt
         else:
-            self.weight.grad[:t] += grad_out.sum(axis=0)
+            self.weight.accumulate(grad_out.sum(axis=0), rows=slice(0, t))
         return grad_out
 
 

@@ -7,7 +7,7 @@ import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .. import backend
+from .. import backend, blas
 from ..parameter import Parameter
 from .flat import FlatBuffer, flatten
 
@@ -132,6 +132,7 @@ class Optimizer:
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
         self._workspace: dict[tuple[str, int], Any] = {}
         self._fused = bool(fused)
+        self._folding = False
         self._groups: list[_Group] = []
         if self._fused:
             self._regroup()
@@ -155,14 +156,71 @@ class Optimizer:
         return ()
 
     def zero_grad(self) -> None:
+        """Zero every parameter's gradient (lazily), ending a :meth:`fold_gradients` that no step used."""
+        self._folding = False
         for p in self.params:
             p.zero_grad()
 
+    # -- folded gradients -----------------------------------------------------
+    def fold_gradients(self) -> bool:
+        """Have the next backward pass add the gradients straight into this optimizer's state; True if it will.
+
+        Call it after :meth:`zero_grad` and before ``backward``; the next
+        :meth:`step` then applies the update and ends the folding. For a rule
+        whose state is a running sum of the gradients, ``s <- beta s + g``
+        (:meth:`_fold_spec`; SGD's momentum buffer), each parameter adds its
+        gradient to its slice of ``s`` (:meth:`Parameter.fold_gradient`): a
+        weight's gradient product ``delta^T h`` is computed into ``s`` in the
+        same BLAS call that scales ``s`` by ``beta`` (:func:`deltanet.blas.gemm`),
+        and the step has no pass over the gradients left to make. The update
+        is the same rule, up to rounding.
+
+        The gradients are never formed in such a step: ``p.grad`` cannot be
+        read between ``backward`` and ``step``, so nothing may need them there
+        (clipping, a gradient hook, gradient statistics), and
+        :attr:`last_grad_norm` is None afterwards. Returns False, and nothing
+        changes, where the rule keeps no such sum (Adam, RMSprop, plain or
+        Nesterov SGD), for an unfused optimizer, or where NumPy's BLAS is not
+        available for the update (:func:`deltanet.blas.available`).
+        """
+        spec = self._fold_spec() if self.fused and blas.available() and backend.xp.__name__ == "numpy" else None
+        if spec is None:
+            return False
+        key, beta = spec
+        if not all(group.buffer.is_bound() for group in self._groups):   # no sync: the gradients are not used
+            self._regroup()
+        for group in self._groups:
+            self._create_flat_state(group, (key,))
+            for p, target in zip(group.buffer.params, group.state_views(key), strict=True):
+                p.fold_gradient(target, beta)
+        self._folding = True
+        return True
+
+    def _fold_spec(self) -> tuple[str, float] | None:
+        """``(state key, beta)`` when the rule's state ``s`` follows ``s <- beta s + g`` this step, else None."""
+        return None
+
+    def _folded_update(self, group: _Group) -> None:
+        """The rest of the rule once every gradient is in the state (the update of ``group.buffer.value``)."""
+        raise NotImplementedError
+
+    def _folded_step(self) -> None:
+        key, beta = self._fold_spec()
+        for group in self._groups:
+            for p, target in zip(group.buffer.params, group.state_views(key), strict=True):
+                if not p.unfold():                     # no gradient reached it: g = 0, s <- beta s
+                    target *= beta
+            self._folded_update(group)
+
     def step(self) -> None:
-        """Apply one update to every parameter from its current ``grad``."""
+        """Apply one update to every parameter from its current ``grad`` (or the folded gradients)."""
         self.step_count += 1
         measure = self.measure_grad_norm
-        if self.fused:
+        if self._folding:
+            self._folding = False
+            self._folded_step()
+            sq, measure = 0.0, False
+        elif self.fused:
             sq = self._fused_step(measure)
         else:
             sq = 0.0
@@ -237,12 +295,16 @@ class Optimizer:
         return backend.view_like(buf[:p.size], p.value)
 
     # -- all parameters of a dtype at once (fused=True) -------------------------
-    def _fused_step(self, measure: bool = False) -> float:
-        """One update over the flat buffers; returns ``sum ||grad||^2`` when ``measure`` (else 0)."""
+    def _prepare_groups(self) -> None:
+        """Make every group's flat buffer current: sync it, or flatten again when it went stale."""
         if not all([group.buffer.sync() for group in self._groups]):   # a list: sync every group
             self._regroup()
             for group in self._groups:
                 group.buffer.sync()
+
+    def _fused_step(self, measure: bool = False) -> float:
+        """One update over the flat buffers; returns ``sum ||grad||^2`` when ``measure`` (else 0)."""
+        self._prepare_groups()
         keys = self.state_keys()
         split = bool(self.weight_decay)               # without weight decay a chunk may span both kinds of parameters
         dot, sq = backend.xp.dot, 0.0
@@ -358,6 +420,7 @@ class Optimizer:
         state = self.__dict__.copy()
         state["_groups"] = []
         state["_workspace"] = {}
+        state["_folding"] = False
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -392,10 +455,20 @@ class _Group:
         longest = max(stop - start for start, stop, _ in self.ranges[True] + self.ranges[False])
         self.work = [backend.xp.empty(longest, dtype=buffer.dtype) for _ in range(n_work)]
         self._chunks: list[tuple[Any, Any, dict[str, Any], list[Any], bool]] | None = None
+        self._views: dict[str, list[Any]] = {}
         self._keys: tuple[tuple[str, ...], bool] | None = None
 
     def invalidate(self) -> None:
         self._chunks = None
+        self._views = {}
+
+    def state_views(self, key: str) -> list[Any]:
+        """Each parameter's view, shaped like it, into the flat state array ``key`` (in buffer order; made once)."""
+        views = self._views.get(key)
+        if views is None:
+            flat = self.state[key]
+            views = self._views[key] = [self.buffer.view(flat, j) for j in range(len(self.buffer.params))]
+        return views
 
     def chunks(self, keys: tuple[str, ...], split: bool = True) -> list[tuple[Any, Any, dict[str, Any], list[Any], bool]]:
         """``(w, grad, state, work, decay)`` views for each chunk (made once, reused every step)."""

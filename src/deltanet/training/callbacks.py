@@ -90,6 +90,11 @@ class CallbackList:
     def __iter__(self):
         return iter(self.callbacks)
 
+    def handles(self, event: str) -> bool:
+        """Whether some callback overrides the per-batch ``event`` (``"on_batch_begin"``, ``"on_after_backward"``,
+        ``"on_batch_end"``)."""
+        return bool(_defining(self.callbacks, event))
+
     def on_train_begin(self, trainer: Trainer) -> None:
         for cb in self.callbacks:
             cb.on_train_begin(trainer)

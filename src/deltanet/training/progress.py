@@ -31,7 +31,8 @@ def format_record(record: dict[str, Any]) -> str:
     if record.get("val_accuracy") is not None:
         parts.append(f"val_acc {record['val_accuracy']:.4f}")
     parts.append(f"lr {record['lr']:.3g}")
-    parts.append(f"|g| {record['grad_norm']:.3g}")
+    if record.get("grad_norm") is not None:
+        parts.append(f"|g| {record['grad_norm']:.3g}")
     t = record["time"]
     parts.append(f"{t:.2f}s" if t >= 0.1 else f"{t * 1000:.1f}ms")
     return "  ".join(parts)

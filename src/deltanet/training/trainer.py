@@ -191,6 +191,7 @@ class Trainer:
             raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
         self.record_layers = bool(record_layers)
+        self._fold = False                  # during fit: whether batches may fold their gradients (see fit)
         self.shuffle = bool(shuffle)
         if on_divergence not in ("stop", "raise"):
             raise ValueError(f"on_divergence must be 'stop' or 'raise', got {on_divergence!r}")
@@ -397,6 +398,9 @@ class Trainer:
         # the gradient norm can come from the optimizer's own pass when nothing needs it before the update
         measured_before = self.optimizer.measure_grad_norm
         self.optimizer.measure_grad_norm = self.clip_norm is None and not self.record_layers and self._optimizer_holds_model
+        # ... and then the other batches' gradients can go straight into the optimizer's state, unless something reads them
+        self._fold = (self.optimizer.measure_grad_norm and self.gradient_hook is None and not callbacks.handles("on_after_backward")
+                      and not any(isinstance(cb, GradNormThreshold) for cb in callbacks))
         try:
             callbacks.on_train_begin(self)
             self.resuming = False
@@ -419,6 +423,7 @@ class Trainer:
             self.stop_message = h.stop_message          # a callback may have added to it (early stopping's restore)
         finally:
             self.optimizer.measure_grad_norm = measured_before
+            self._fold = False
             self._in_fit = False
             self._planned_end = None
             if installed:
@@ -494,6 +499,7 @@ class Trainer:
         counts_correct = preds is None and self.task in ("classification", "multilabel")
         gather = _batch_gatherer(train.X, bs)
         loss_sum = weight_sum = correct = grad_norm_sum = 0.0
+        measured = 0                  # batches whose gradient norm was measured (all but folded ones)
         layer_sums = numpy.zeros(len(self.params)) if self.record_layers else None
         dead: dict[str, float] = {}
         lr = self.lr
@@ -506,7 +512,7 @@ class Trainer:
             wb = train.sample_weight[idx] if weighted else None
             callbacks.on_batch_begin(self, batch)
             lr = self.lr
-            step = self._train_step(xb, yb, wb, callbacks)
+            step = self._train_step(xb, yb, wb, callbacks, fold=self._fold and batch < self.n_batches)
             if isinstance(step, str):
                 self._diverged(epoch, batch, step, good, callbacks)
                 return
@@ -519,7 +525,9 @@ class Trainer:
                 out.argmax(axis=-1, out=preds[b * bs:b * bs + len(idx)])
             elif counts_correct:
                 correct += correct_count(out, yb, self.task)
-            grad_norm_sum += norm
+            if norm is not None:
+                grad_norm_sum += norm
+                measured += 1
             if layer_sums is not None:
                 layer_sums += numpy.sqrt(sq)
                 if batch == last_full:
@@ -540,7 +548,7 @@ class Trainer:
             "train_accuracy": correct / seen if self.task in ("classification", "multilabel") else None,
             "val_accuracy": None,
             "lr": lr,
-            "grad_norm": grad_norm_sum / batches,
+            "grad_norm": grad_norm_sum / measured if measured else None,
             "time": 0.0,
             "layer_grad_norms": ({p.name: float(s / batches) for p, s in zip(self.params, layer_sums, strict=True)}
                                  if layer_sums is not None else {}),
@@ -561,10 +569,14 @@ class Trainer:
         self.history.append(record)
         callbacks.on_epoch_end(self, epoch, record)
 
-    def _train_step(self, xb: Any, yb: Any, wb: Any,
-                    callbacks: CallbackList) -> tuple[float, Any, float, list[float] | None] | str:
+    def _train_step(self, xb: Any, yb: Any, wb: Any, callbacks: CallbackList,
+                    fold: bool = False) -> tuple[float, Any, float | None, list[float] | None] | str:
         """One update; returns (loss, output, gradient norm, per-parameter squared gradient norms
-        or None when ``record_layers`` is off) or what went non-finite."""
+        or None when ``record_layers`` is off) or what went non-finite.
+
+        ``fold``: let the optimizer take the gradients straight into its state
+        (:meth:`~deltanet.optim.Optimizer.fold_gradients`) if its rule can; the
+        gradient norm is then not measured (None)."""
         xp = backend.xp
         try:
             out = self.model.forward(xb, training=True)
@@ -577,6 +589,12 @@ class Trainer:
         if not math.isfinite(loss):
             return f"the loss is {loss}"
         self._zero_grad()
+        if fold and self.optimizer.fold_gradients():
+            self.model.backward(self.loss.backward())
+            self.optimizer.step()
+            if self.schedule is not None:
+                self.schedule.step_batch()
+            return loss, out, None, None
         self.model.backward(self.loss.backward())
         # -- gradients are complete here: combine them across processes (see the class Notes) --
         if self.gradient_hook is not None:
