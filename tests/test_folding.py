@@ -18,6 +18,12 @@ from deltanet.training import Callback, Trainer
 needs_blas = pytest.mark.skipif(not blas.available(), reason="NumPy's BLAS is not scipy-openblas here")
 
 
+@pytest.fixture(autouse=True)
+def fold_small_networks(monkeypatch):
+    """The tests' networks are small; fold them anyway (the size threshold has its own test)."""
+    monkeypatch.setattr(SGD, "fold_min_size", 0)
+
+
 # -- deltanet.blas ---------------------------------------------------------------------------------
 def _operand(rng, shape, dtype, order):
     return np.asarray(rng.standard_normal(shape), dtype=dtype, order=order)
@@ -228,6 +234,16 @@ def test_rules_without_a_running_gradient_sum_do_not_fold(make):
     opt = make(net.parameters())
     assert opt.fold_gradients() is False
     assert all(p._fold is None for p in net.parameters())
+
+
+@needs_blas
+def test_small_networks_are_not_folded(monkeypatch):
+    monkeypatch.undo()
+    small = SGD(dn.mlp([64, 32, 10], rng=0).parameters(), momentum=0.9)           # 2,410 elements
+    large = SGD(dn.mlp([784, 64, 10], rng=0).parameters(), momentum=0.9)          # 50,890
+    larger = SGD(dn.mlp([100, 256, 256, 10], rng=0).parameters(), momentum=0.9)   # 94,730
+    assert SGD.fold_min_size == 65536
+    assert [small.fold_gradients(), large.fold_gradients(), larger.fold_gradients()] == [False, False, True]
 
 
 @needs_blas

@@ -111,6 +111,10 @@ class Optimizer:
     flush_subnormals_every: int | None = 64
     #: The weight decay / L2 rate lambda (0: none). Rules apply it to the parameters with ``decay=True``.
     weight_decay: float = 0.0
+    #: :meth:`fold_gradients` folds only when the parameters have at least this many elements in all: below
+    #: that the ordinary step's few passes cost less than the BLAS calls' fixed Python overhead (measured: a
+    #: 64-32-10 network, 2,410 parameters, trains 1.5x slower folded; 784-512-256-10, 0.5M, 1.2x faster).
+    fold_min_size: int = 1 << 16
     #: Whether :meth:`step` also measures ``sqrt(sum_p ||grad_p||^2)`` of the gradients it applies, into
     #: :attr:`last_grad_norm`: chunk by chunk while each is in cache, cheaper than a separate pass
     #: (the trainer turns it on when nothing needs the norm before the update).
@@ -128,6 +132,7 @@ class Optimizer:
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError(f"{type(self).__name__}: a parameter appears more than once in the parameter list")
         self.lr = check_positive("lr", lr)
+        self._n_elements = sum(p.size for p in self.params)
         self.step_count = 0
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
         self._workspace: dict[tuple[str, int], Any] = {}
@@ -180,11 +185,12 @@ class Optimizer:
         (clipping, a gradient hook, gradient statistics), and
         :attr:`last_grad_norm` is None afterwards. Returns False, and nothing
         changes, where the rule keeps no such sum (Adam, RMSprop, plain or
-        Nesterov SGD), for an unfused optimizer, or where NumPy's BLAS is not
+        Nesterov SGD), for an unfused optimizer, for fewer than
+        :attr:`fold_min_size` parameter elements, or where NumPy's BLAS is not
         available for the update (:func:`deltanet.blas.available`).
         """
         spec = self._fold_spec() if self.fused and blas.available() and backend.xp.__name__ == "numpy" else None
-        if spec is None:
+        if spec is None or self._n_elements < self.fold_min_size:
             return False
         key, beta = spec
         if not all(group.buffer.is_bound() for group in self._groups):   # no sync: the gradients are not used
