@@ -35,7 +35,8 @@ class History:
         multilabel; None otherwise -- the training accuracy is counted on the
         training batches as they were seen, in training mode), ``lr`` (the learning
         rate of the epoch's last step), ``grad_norm`` (mean over batches of the
-        global gradient L2 norm before clipping), ``time`` (wall seconds of the
+        global gradient L2 norm before clipping; the last batch's alone where the
+        trainer folded the others' gradients, see :class:`Trainer`), ``time`` (wall seconds of the
         epoch, validation included), ``layer_grad_norms`` ({parameter name: mean
         gradient L2 norm over the epoch}), ``dead_fraction`` ({module path: fraction
         of dead units on the epoch's last full batch}); the last two are ``{}``

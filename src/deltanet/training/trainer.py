@@ -103,6 +103,9 @@ class Trainer:
         None infers it from the loss (cross-entropy -> classification).
     record_layers : bool
         Record per-parameter gradient norms and dead-unit fractions in the history.
+        False also lets SGD with momentum fold the gradients into its momentum
+        buffer (see Notes), unless clipping, a gradient hook, an
+        ``on_after_backward`` callback or ``stop_grad_norm_below`` needs them.
 
     Other Parameters
     ----------------
@@ -154,6 +157,17 @@ class Trainer:
     ``Callback.on_after_backward(trainer)`` runs right after the hook, so the
     clipping, the gradient norm in the history and the divergence check all see
     the combined gradient.
+
+    **Folded steps.** With ``record_layers=False`` and an optimizer that can
+    take the gradients straight into its state
+    (:meth:`~deltanet.optim.Optimizer.fold_gradients`: SGD with momentum over
+    at least 65,536 parameter elements), every batch of an epoch but the last
+    is a folded step: the backward pass adds each weight's gradient product
+    into the momentum buffer, and the gradients themselves are never formed
+    (1.2-1.3x faster epochs for a 784-512-256-10 network at batch 32-128). The
+    epoch's ``grad_norm`` is then the norm of its last batch's gradient, the
+    one batch that forms it; a NaN or infinity from a folded step shows in the
+    next batch's loss.
 
     **Divergence.** At the start of every epoch the trainer keeps a copy of the
     weights, buffers, optimizer and schedule state (one copy per epoch). A NaN
