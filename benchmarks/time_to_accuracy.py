@@ -123,6 +123,7 @@ def _deltanet(args: argparse.Namespace, sizes: list[int], x, y, x_test, y_test):
         out = net.forward(xb, training=True)
         loss_fn.forward(out, yb)
         opt.zero_grad()
+        opt.fold_gradients()       # SGD momentum: the gradients go straight into the momentum buffer (Adam: no-op)
         net.backward(loss_fn.backward())
         opt.step()
 

@@ -225,6 +225,28 @@ def test_folded_sgd_in_float32_and_a_parameter_without_gradient():
     assert spare.value[0, 0] < 1 - 0.05
 
 
+@needs_blas
+def test_folding_with_one_flat_buffer_per_dtype():
+    rng = np.random.default_rng(9)
+    values = [np.asfortranarray(rng.standard_normal((5, 4)).astype(dt)) for dt in (np.float32, np.float64)]
+    grads = [(rng.standard_normal((5, 3)), rng.standard_normal((3, 4))) for _ in values]
+    weights = []
+    for fold in (False, True):
+        params = [Parameter(v.copy(order="F")) for v in values]
+        opt = SGD(params, lr=0.1, momentum=0.8, weight_decay=0.1)
+        for _ in range(3):
+            opt.zero_grad()
+            if fold:
+                assert opt.fold_gradients()
+            for p, (a, b) in zip(params, grads, strict=True):
+                p.accumulate_matmul(a.astype(p.dtype), b.astype(p.dtype))
+            opt.step()
+        assert len(opt.flat_buffers) == 2
+        weights.append([p.value for p in params])
+    np.testing.assert_allclose(weights[1][0], weights[0][0], rtol=1e-5)
+    np.testing.assert_allclose(weights[1][1], weights[0][1], rtol=1e-13)
+
+
 @pytest.mark.parametrize("make", [lambda ps: Adam(ps), lambda ps: RMSprop(ps, momentum=0.9),
                                   lambda ps: SGD(ps, lr=0.1), lambda ps: SGD(ps, momentum=0.9, nesterov=True),
                                   lambda ps: SGD(ps, momentum=0.9, fused=False)],

@@ -526,7 +526,8 @@ class Trainer:
             wb = train.sample_weight[idx] if weighted else None
             callbacks.on_batch_begin(self, batch)
             lr = self.lr
-            step = self._train_step(xb, yb, wb, callbacks, fold=self._fold and batch < self.n_batches)
+            fold = self._fold and batch < self.n_batches and self.gradient_hook is None   # a hook may come mid-fit
+            step = self._train_step(xb, yb, wb, callbacks, fold=fold)
             if isinstance(step, str):
                 self._diverged(epoch, batch, step, good, callbacks)
                 return
