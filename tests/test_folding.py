@@ -226,6 +226,32 @@ def test_folded_sgd_in_float32_and_a_parameter_without_gradient():
 
 
 @needs_blas
+@pytest.mark.parametrize("pooling, length", [("mean", 4), ("cls", 6)])
+def test_folded_sgd_trains_a_transformer_like_the_ordinary_step(pooling, length):
+    # attention, layer norm, a class token and a learned positional table (only its first rows when the
+    # sequences are shorter than max_len): every kind of gradient accumulation goes through the fold
+    rng = np.random.default_rng(10)
+    xs = [rng.normal(size=(5, length, 3)) for _ in range(3)]
+    ys = [rng.integers(0, 2, 5) for _ in range(3)]
+    states = []
+    for fold in (False, True):
+        net = dn.transformer_classifier(3, 2, max_len=6, d_model=8, n_heads=2, n_blocks=1, pooling=pooling,
+                                        rng=0, dtype="float64")
+        opt = SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=0.01)
+        loss_fn = dn.SoftmaxCrossEntropy()
+        for x, y in zip(xs, ys, strict=True):
+            loss_fn.forward(net.forward(x, training=True), y)
+            opt.zero_grad()
+            if fold:
+                assert opt.fold_gradients()
+            net.backward(loss_fn.backward())
+            opt.step()
+        states.append(net.state_dict())
+    for k, v in states[0].items():
+        np.testing.assert_allclose(states[1][k], v, rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+@needs_blas
 def test_folding_with_one_flat_buffer_per_dtype():
     rng = np.random.default_rng(9)
     values = [np.asfortranarray(rng.standard_normal((5, 4)).astype(dt)) for dt in (np.float32, np.float64)]
