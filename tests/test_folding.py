@@ -302,6 +302,12 @@ def test_folded_step_measures_no_norm_and_zero_grad_cancels_folding():
     assert _steps(net, opt, True, steps=1) == 1
     assert opt.last_grad_norm is None
     assert opt.fold_gradients()
+    target = opt.state[0]["momentum_buffer"]
+    before = target.copy()
+    net[0].weight.accumulate_matmul(np.ones((5, 2)), np.ones((2, 4)))
+    assert opt.fold_gradients()                                # armed already: not scaled a second time
+    net[0].weight.accumulate_matmul(np.ones((5, 2)), np.ones((2, 4)))
+    np.testing.assert_allclose(target, 0.9 * before + 4.0, rtol=1e-14)
     opt.zero_grad()                                            # cancelled: the next step is an ordinary one
     loss_fn = dn.SoftmaxCrossEntropy()
     loss_fn.forward(net.forward(np.ones((3, 4)), training=True), np.array([0, 1, 0]))

@@ -192,6 +192,8 @@ class Optimizer:
         spec = self._fold_spec() if self.fused and blas.available() and backend.xp.__name__ == "numpy" else None
         if spec is None or self._n_elements < self.fold_min_size:
             return False
+        if self._folding:                              # armed already, perhaps with gradients in: leave it
+            return True
         key, beta = spec
         if not all(group.buffer.is_bound() for group in self._groups):   # no sync: the gradients are not used
             self._regroup()
@@ -431,6 +433,8 @@ class Optimizer:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_n_elements", sum(p.size for p in self.params))    # pickled by an older version
+        self.__dict__.setdefault("_folding", False)
         if self.fused:
             self._regroup()            # ... and rebuild them from the parameters and the state arrays
 
