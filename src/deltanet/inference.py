@@ -22,9 +22,9 @@ matrix products; it differs in how it treats memory:
   784-512-256-10 network on chunks of 1,024 rows allocates 6 MiB per chunk,
   and handing such blocks back to the system and faulting them in again
   costs as much as a pass over them;
-- between two Linear layers the bias is added by the matrix product itself
-  (see :class:`_Chain`); the first layer's bias pass and the activations'
-  passes remain;
+- between two Linear layers the bias is added by the matrix product itself,
+  and the first layer's product adds onto rows of its bias (see
+  :class:`_Chain`); the activations' passes remain;
 - the outputs land in one array of ``len(X)`` rows.
 
 Other modules (attention, normalization, dropout, residual blocks, layers
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy
 
-from . import backend
+from . import backend, blas
 from .errors import NonFiniteError
 from .modules.activations import Activation
 from .modules.base import Module, check_finite
@@ -160,9 +160,12 @@ class _Chain:
     layer has inputs): ``[h, 1] [W | b]^T = h W^T + b``, the bias added by the
     matrix product itself instead of a pass over its output. Passes over such a
     buffer run over whole rows, the column of ones included (NumPy runs over a
-    contiguous array about twice as fast as over a strided view): a bias pass
-    adds ``[b, 0]``, an activation maps the ones too and they are reset when
-    ``sigma(1) != 1``.
+    contiguous array about twice as fast as over a strided view): an activation
+    maps the ones too and they are reset when ``sigma(1) != 1``. A first layer
+    writes such a buffer as rows ``[b, 1]`` and has the product add ``h W^T``
+    to them (``C <- h W^T + C``, :func:`deltanet.blas.gemm`): one write-only pass
+    instead of a read-and-write bias pass after the product (without NumPy's
+    BLAS: product, then ``[b, 1]`` added over whole rows and the ones reset).
     """
 
     def __init__(self, model: Module, rows: int, dtype: Any, buffers: list[Any] | None = None) -> None:
@@ -172,7 +175,7 @@ class _Chain:
         self.buffers: list[Any] = buffers if buffers is not None and len(buffers) == k else [None] * k
         self.ones_column = [False] * k                # step i's buffer carries a column of ones
         self.with_bias: list[Any] = [None] * k        # step j's [W | b], for input with that column
-        self.bias_and_zero: list[Any] = [None] * k    # step i's [b, 0], for its own buffer with that column
+        self.bias_and_one: list[Any] = [None] * k     # step i's [b, 1], for its own buffer with that column
         self.keeps_one = [True] * k                   # whether activation i maps 1 to 1
         for i, m in enumerate(self.modules):
             if _in_place(m):
@@ -185,7 +188,7 @@ class _Chain:
             if isinstance(m, Linear) and isinstance(nxt, Linear) and nxt.bias is not None and rows >= nxt.in_features:
                 self.ones_column[i] = True
                 if m.bias is not None:
-                    self.bias_and_zero[i] = xp.concatenate([m.bias.value, xp.zeros(1, dtype=m.dtype)])
+                    self.bias_and_one[i] = xp.concatenate([m.bias.value, xp.ones(1, dtype=m.dtype)])
                 if self.with_bias[j] is None:
                     wb = self.with_bias[j] = xp.empty((nxt.out_features, nxt.in_features + 1), dtype=nxt.dtype, order="F")
                     wb[:, :-1] = nxt.weight.value
@@ -227,9 +230,15 @@ class _Chain:
             return z, full
         x = m._as_input(h, m.in_features, dtype=m.dtype)
         if self.ones_column[i]:
-            xp.matmul(x, m.weight.value.T, out=z)                           # h W^T
-            if m.bias is not None:
-                full += self.bias_and_zero[i]                              # + b over whole rows: the ones stay
+            if m.bias is None:
+                xp.matmul(x, m.weight.value.T, out=z)                       # h W^T
+            elif blas.available():
+                full[...] = self.bias_and_one[i]                           # rows [b, 1], written without reading
+                blas.gemm(1.0, x, m.weight.value.T, 1.0, z)                # + h W^T, added by the product itself
+            else:
+                xp.matmul(x, m.weight.value.T, out=z)                       # h W^T
+                full += self.bias_and_one[i]                               # + b over whole rows (contiguous) ...
+                full[:, -1] = 1                                            # ... and the ones back
         else:
             m.affine(x, out=z)
         return z, full
