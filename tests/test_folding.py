@@ -11,7 +11,7 @@ import pytest
 
 import deltanet as dn
 from deltanet import blas
-from deltanet.optim import SGD, Adam, RMSprop
+from deltanet.optim import SGD, Adam, AdamW, RMSprop
 from deltanet.parameter import Parameter
 from deltanet.training import Callback, Trainer
 
@@ -21,7 +21,7 @@ needs_blas = pytest.mark.skipif(not blas.available(), reason="NumPy's BLAS is no
 @pytest.fixture(autouse=True)
 def fold_small_networks(monkeypatch):
     """The tests' networks are small; fold them anyway (the size threshold has its own test)."""
-    monkeypatch.setattr(SGD, "fold_min_size", 0)
+    monkeypatch.setattr(SGD, "blas_min_size", 0)
 
 
 # -- deltanet.blas ---------------------------------------------------------------------------------
@@ -290,7 +290,7 @@ def test_small_networks_are_not_folded(monkeypatch):
     small = SGD(dn.mlp([64, 32, 10], rng=0).parameters(), momentum=0.9)           # 2,410 elements
     large = SGD(dn.mlp([784, 64, 10], rng=0).parameters(), momentum=0.9)          # 50,890
     larger = SGD(dn.mlp([100, 256, 256, 10], rng=0).parameters(), momentum=0.9)   # 94,730
-    assert SGD.fold_min_size == 65536
+    assert SGD.blas_min_size == 65536
     assert [small.fold_gradients(), large.fold_gradients(), larger.fold_gradients()] == [False, False, True]
 
 
@@ -386,3 +386,35 @@ def test_trainer_does_not_fold_when_something_needs_the_gradients(kw):
                       **{"record_layers": False, **kw})
     trainer.fit(X, y)
     assert calls == []
+
+
+# -- Adam's moving averages and update by BLAS axpby / axpy (the same blas_min_size threshold) --------------------
+@needs_blas
+@pytest.mark.parametrize("cls, hyper", [(Adam, {"lr": 1e-2, "weight_decay": 0.01}),
+                                        (AdamW, {"lr": 1e-2, "betas": (0.8, 0.99), "weight_decay": 0.1})])
+def test_adam_blas_path_equals_the_numpy_path_and_fused_equals_unfused(monkeypatch, cls, hyper):
+    weights = {}
+    for blas_path in (False, True):
+        monkeypatch.setattr(cls, "blas_min_size", 0 if blas_path else 1 << 30)
+        for fused in (True, False):
+            net = dn.mlp([6, 20, 9, 3], activation="tanh", rng=0, dtype="float64")
+            opt = cls(net.parameters(), fused=fused, **hyper)
+            _steps(net, opt, fold=False, steps=5)
+            weights[blas_path, fused] = np.concatenate([p.value.ravel(order="K") for p in net.parameters()])
+    np.testing.assert_array_equal(weights[True, True], weights[True, False])      # one path, bit for bit
+    np.testing.assert_allclose(weights[True, True], weights[False, True], rtol=1e-13, atol=1e-15)
+
+
+def test_blas_axpby_equals_numpy_in_both_memory_orders(blas_mode):
+    rng = np.random.default_rng(11)
+    for order in "CF":
+        x, y = _operand(rng, (30, 7), np.float64, order), _operand(rng, (30, 7), np.float64, order)
+        expected = 0.3 * x + 0.7 * y
+        blas.axpby(0.3, x, 0.7, y)
+        np.testing.assert_allclose(y, expected, rtol=1e-14, atol=1e-15)
+    x, y = _operand(rng, (30, 7), np.float64, "C"), _operand(rng, (30, 7), np.float64, "F")     # mixed orders: NumPy
+    expected = 2.0 * x - y
+    blas.axpby(2.0, x, -1.0, y)
+    np.testing.assert_allclose(y, expected, rtol=1e-14, atol=1e-15)
+    with pytest.raises(ValueError, match="differ"):
+        blas.axpby(1.0, np.ones(3), 1.0, np.ones(4))

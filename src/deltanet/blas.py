@@ -5,6 +5,8 @@
   same update costs it a product into a temporary and two more passes.
 * :func:`axpy`: ``y <- alpha x + y`` in place, one pass, on as many threads as the products use
   (NumPy: a temporary and two passes on one core).
+* :func:`axpby`: ``y <- alpha x + beta y`` in place, one pass (NumPy: three), for the moving
+  averages of Adam.
 
 They make the momentum step of SGD nearly free (see :meth:`deltanet.optim.Optimizer.fold_gradients`):
 the weight-gradient product of each layer is added straight into the momentum buffer,
@@ -37,7 +39,7 @@ class _Library:
 
     def __init__(self, lib: ctypes.CDLL, prefix: str, suffix: str, int_type: Any) -> None:
         self.name = getattr(lib, "_name", "?")
-        self.gemm, self.axpy = {}, {}
+        self.gemm, self.axpy, self.axpby = {}, {}, {}
         for letter, dtype, real in (("s", numpy.float32, ctypes.c_float), ("d", numpy.float64, ctypes.c_double)):
             gemm = getattr(lib, f"{prefix}cblas_{letter}gemm{suffix}")
             gemm.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, int_type, int_type, int_type, real,
@@ -48,6 +50,11 @@ class _Library:
             axpy.restype = None
             self.gemm[numpy.dtype(dtype)] = gemm
             self.axpy[numpy.dtype(dtype)] = axpy
+            axpby = getattr(lib, f"{prefix}cblas_{letter}axpby{suffix}", None)     # an OpenBLAS extension
+            if axpby is not None:
+                axpby.argtypes = [int_type, real, ctypes.c_void_p, int_type, real, ctypes.c_void_p, int_type]
+                axpby.restype = None
+                self.axpby[numpy.dtype(dtype)] = axpby
 
 
 _LIB: _Library | None = None
@@ -101,13 +108,16 @@ def _works(library: _Library) -> bool:
         gemm(0.5, a, b, -2.0, c)
         y = numpy.arange(4.0)
         axpy(2.0, numpy.ones(4), y)
-        return bool(numpy.allclose(c, expected, rtol=1e-12, atol=1e-12) and numpy.array_equal(y, [2.0, 3.0, 4.0, 5.0]))
+        z = numpy.arange(4.0)
+        axpby(2.0, numpy.ones(4), 0.5, z)
+        return bool(numpy.allclose(c, expected, rtol=1e-12, atol=1e-12) and numpy.array_equal(y, [2.0, 3.0, 4.0, 5.0])
+                    and numpy.array_equal(z, [2.0, 2.5, 3.0, 3.5]))
     finally:
         _LIB = saved
 
 
 def available() -> bool:
-    """Whether :func:`gemm` and :func:`axpy` run in NumPy's BLAS (else: the NumPy fallbacks)."""
+    """Whether :func:`gemm`, :func:`axpy` and :func:`axpby` run in NumPy's BLAS (else: the NumPy fallbacks)."""
     return _LIB is not None
 
 
@@ -181,16 +191,39 @@ def gemm(alpha: float, a: Any, b: Any, beta: float, c: Any) -> None:
     c += product
 
 
-def axpy(alpha: float, x: Any, y: Any) -> None:
-    """``y <- alpha * x + y``, in place, for arrays of one shape and dtype (1-D contiguous ones use the BLAS)."""
+def _vector_routine(name: str, x: Any, y: Any) -> Any:
+    """The BLAS routine ``name`` (``"axpy"``, ``"axpby"``) for arrays ``x``, ``y`` of one shape and dtype that
+    are both row-major or both column-major (then element i of one lies beside element i of the other in
+    memory order) and distinct; None for NumPy."""
     if x.shape != y.shape:
-        raise ValueError(f"axpy: shapes {x.shape} and {y.shape} differ")
-    if (_LIB is not None and type(x) is numpy.ndarray and type(y) is numpy.ndarray and x.ndim == 1 and x.size
-            and x.dtype == y.dtype and y.flags.writeable and x.strides[0] == x.itemsize and y.strides[0] == y.itemsize
-            and x.dtype in _LIB.axpy and not numpy.may_share_memory(x, y)):
-        _LIB.axpy[x.dtype](x.size, float(alpha), x.ctypes.data, 1, y.ctypes.data, 1)
-        return
-    y += alpha * x
+        raise ValueError(f"{name}: shapes {x.shape} and {y.shape} differ")
+    if (_LIB is None or type(x) is not numpy.ndarray or type(y) is not numpy.ndarray or not x.size
+            or x.dtype != y.dtype or not y.flags.writeable
+            or not ((x.flags.c_contiguous and y.flags.c_contiguous) or (x.flags.f_contiguous and y.flags.f_contiguous))
+            or numpy.may_share_memory(x, y)):
+        return None
+    return getattr(_LIB, name).get(x.dtype)
+
+
+def axpy(alpha: float, x: Any, y: Any) -> None:
+    """``y <- alpha * x + y``, in place, for arrays of one shape and dtype (the BLAS for two contiguous arrays
+    in one memory order, else NumPy)."""
+    fn = _vector_routine("axpy", x, y)
+    if fn is None:
+        y += alpha * x
+    else:
+        fn(x.size, float(alpha), x.ctypes.data, 1, y.ctypes.data, 1)
+
+
+def axpby(alpha: float, x: Any, beta: float, y: Any) -> None:
+    """``y <- alpha * x + beta * y``, in place, for arrays of one shape and dtype (the BLAS for two contiguous
+    arrays in one memory order, else NumPy)."""
+    fn = _vector_routine("axpby", x, y)
+    if fn is None:
+        y *= beta
+        y += alpha * x
+    else:
+        fn(x.size, float(alpha), x.ctypes.data, 1, float(beta), y.ctypes.data, 1)
 
 
 _LIB = _load()        # the last statement: the check in _works runs gemm and axpy

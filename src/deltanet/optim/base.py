@@ -111,10 +111,11 @@ class Optimizer:
     flush_subnormals_every: int | None = 64
     #: The weight decay / L2 rate lambda (0: none). Rules apply it to the parameters with ``decay=True``.
     weight_decay: float = 0.0
-    #: :meth:`fold_gradients` folds only when the parameters have at least this many elements in all: below
-    #: that the ordinary step's few passes cost less than the BLAS calls' fixed Python overhead (measured: a
-    #: 64-32-10 network, 2,410 parameters, trains 1.5x slower folded; 784-512-256-10, 0.5M, 1.2x faster).
-    fold_min_size: int = 1 << 16
+    #: The BLAS paths of a step (:meth:`fold_gradients`, Adam's axpby / axpy) are taken only when the parameters
+    #: have at least this many elements in all: below that NumPy's few passes cost less than the ctypes calls'
+    #: fixed overhead (measured: a 64-32-10 network, 2,410 parameters, trains 1.5x slower folded and 1.2x
+    #: slower with Adam's BLAS calls; 784-512-256-10, 0.5M, 1.2x and 1.1x faster).
+    blas_min_size: int = 1 << 16
     #: Whether :meth:`step` also measures ``sqrt(sum_p ||grad_p||^2)`` of the gradients it applies, into
     #: :attr:`last_grad_norm`: chunk by chunk while each is in cache, cheaper than a separate pass
     #: (the trainer turns it on when nothing needs the norm before the update).
@@ -186,11 +187,11 @@ class Optimizer:
         :attr:`last_grad_norm` is None afterwards. Returns False, and nothing
         changes, where the rule keeps no such sum (Adam, RMSprop, plain or
         Nesterov SGD), for an unfused optimizer, for fewer than
-        :attr:`fold_min_size` parameter elements, or where NumPy's BLAS is not
+        :attr:`blas_min_size` parameter elements, or where NumPy's BLAS is not
         available for the update (:func:`deltanet.blas.available`).
         """
         spec = self._fold_spec() if self.fused and blas.available() and backend.xp.__name__ == "numpy" else None
-        if spec is None or self._n_elements < self.fold_min_size:
+        if spec is None or self._n_elements < self.blas_min_size:
             return False
         if self._folding:                              # armed already, perhaps with gradients in: leave it
             return True
