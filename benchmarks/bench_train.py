@@ -311,7 +311,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny shapes and one repeat: a seconds-long smoke run")
     p.add_argument("--repeats", type=int, default=None, help="processes per framework and row (default 5; 1 with --quick)")
     p.add_argument("--epochs", type=int, default=1, help="timed epochs per training process (default 1)")
-    p.add_argument("--predict-repeats", type=int, default=5, help="timed passes per inference process; the fastest counts")
+    p.add_argument("--predict-repeats", type=int, default=20, help="timed passes per inference process; the fastest counts")
     p.add_argument("--warmup", type=int, default=20, help="batches run before timing (default 20)")
     p.add_argument("--threads", type=int, default=2, help="BLAS / PyTorch threads (default 2)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")

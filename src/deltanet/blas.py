@@ -1,4 +1,4 @@
-"""Two BLAS updates NumPy does not expose, taken from the BLAS that NumPy itself uses.
+"""Three BLAS updates NumPy does not expose, taken from the BLAS that NumPy itself uses.
 
 * :func:`gemm`: ``C <- alpha A B + beta C`` in place -- the matrix product *added* to a scaled
   matrix in the product's own pass over ``C``. NumPy's ``matmul`` can only overwrite ``C``; the
@@ -35,7 +35,7 @@ _COL_MAJOR, _NO_TRANS, _TRANS = 102, 111, 112
 
 
 class _Library:
-    """The float32 and float64 ``cblas_?gemm`` / ``cblas_?axpy`` of one loaded BLAS library."""
+    """The float32 and float64 ``cblas_?gemm``, ``cblas_?axpy`` and (if there) ``cblas_?axpby`` of one loaded BLAS."""
 
     def __init__(self, lib: ctypes.CDLL, prefix: str, suffix: str, int_type: Any) -> None:
         self.name = getattr(lib, "_name", "?")
@@ -117,7 +117,8 @@ def _works(library: _Library) -> bool:
 
 
 def available() -> bool:
-    """Whether :func:`gemm`, :func:`axpy` and :func:`axpby` run in NumPy's BLAS (else: the NumPy fallbacks)."""
+    """Whether :func:`gemm`, :func:`axpy` and (where the library has it) :func:`axpby` run in NumPy's BLAS
+    (else: the NumPy fallbacks)."""
     return _LIB is not None
 
 
