@@ -172,6 +172,22 @@ def test_unfold_without_a_gradient_and_zero_grad_end_folding():
         p.fold_gradient(np.ones(4), 0.5)
 
 
+def test_parameters_pickle_and_old_pickles_start_unfolded():
+    import pickle
+
+    p = Parameter(np.arange(6.0).reshape(2, 3), name="w")
+    p.accumulate(np.ones((2, 3)))
+    q = pickle.loads(pickle.dumps(p))
+    np.testing.assert_array_equal(q.value, p.value)
+    np.testing.assert_array_equal(q.grad, 1.0)
+    assert (q.name, q.decay, q._fold, q._fold_beta) == ("w", True, None, None)
+    old = Parameter.__new__(Parameter)                       # the state a version without the fold slots pickled
+    old.__setstate__((None, {"value": p.value, "_grad": np.zeros((2, 3)), "_grad_is_zero": True, "name": "w",
+                             "decay": True}))
+    old.accumulate_matmul(np.ones((2, 1)), np.ones((1, 3)))
+    np.testing.assert_array_equal(old.grad, 1.0)
+
+
 # -- Optimizer.fold_gradients ----------------------------------------------------------------------
 def _steps(net, opt, fold, steps=6, seed=0, dtype="float64"):
     rng = np.random.default_rng(seed)

@@ -162,6 +162,14 @@ class Parameter:
         grad[...] = self.grad
         self.value, self._grad = value, grad
 
+    def __setstate__(self, state: Any) -> None:
+        # pickle's state for __slots__ is (None, {slot: value}); a parameter pickled before folding existed
+        # lacks the fold slots: it starts unfolded
+        slots = state[1] if isinstance(state, tuple) else state
+        self._fold = self._fold_beta = None
+        for key, value in (slots or {}).items():
+            setattr(self, key, value)
+
     # -- description -----------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
