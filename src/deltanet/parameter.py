@@ -99,14 +99,17 @@ class Parameter:
         self._grad_is_zero = True
         return arrived
 
+    def _take_beta(self) -> float:
+        """The factor for the fold target with this gradient: ``beta`` for the first to arrive, then 1."""
+        beta, self._fold_beta = self._fold_beta, None
+        return 1.0 if beta is None else beta
+
     def _fold_target(self) -> Any:
         """The fold target, scaled by ``beta`` if this is the first gradient to arrive."""
-        target, beta = self._fold, self._fold_beta
-        if beta is not None:
-            if beta != 1.0:
-                target *= beta
-            self._fold_beta = None
-        return target
+        beta = self._take_beta()
+        if beta != 1.0:
+            self._fold *= beta
+        return self._fold
 
     # -- accumulation --------------------------------------------------------
     def accumulate(self, g: Any, rows: slice | None = None) -> None:
@@ -131,8 +134,7 @@ class Parameter:
             if a.ndim == 1:                # a vector (a bias): NumPy's matrix-vector product beats a one-row gemm
                 self.accumulate(a @ b)
                 return
-            beta, self._fold_beta = self._fold_beta, None
-            blas.gemm(1.0, a, b, 1.0 if beta is None else beta, self._fold)
+            blas.gemm(1.0, a, b, self._take_beta(), self._fold)
             return
         if self._grad_is_zero:
             backend.xp.matmul(a, b, out=self._grad)

@@ -164,7 +164,7 @@ class Trainer:
     at least 65,536 parameter elements), every batch of an epoch but the last
     is a folded step: the backward pass adds each weight's gradient product
     into the momentum buffer, and the gradients themselves are never formed
-    (1.2-1.3x faster epochs for a 784-512-256-10 network at batch 32-128). The
+    (about 1.2x faster epochs for a 784-512-256-10 network at batch 32-128). The
     epoch's ``grad_norm`` is then the norm of its last batch's gradient, the
     one batch that forms it; a NaN or infinity from a folded step shows in the
     next batch's loss.
@@ -413,7 +413,8 @@ class Trainer:
         measured_before = self.optimizer.measure_grad_norm
         self.optimizer.measure_grad_norm = self.clip_norm is None and not self.record_layers and self._optimizer_holds_model
         # ... and then the other batches' gradients can go straight into the optimizer's state, unless something reads them
-        self._fold = (self.optimizer.measure_grad_norm and self.gradient_hook is None and not callbacks.handles("on_after_backward")
+        # (the gradient hook is checked batch by batch: a callback may set one mid-fit)
+        self._fold = (self.optimizer.measure_grad_norm and not callbacks.handles("on_after_backward")
                       and not any(isinstance(cb, GradNormThreshold) for cb in callbacks))
         try:
             callbacks.on_train_begin(self)
@@ -526,7 +527,7 @@ class Trainer:
             wb = train.sample_weight[idx] if weighted else None
             callbacks.on_batch_begin(self, batch)
             lr = self.lr
-            fold = self._fold and batch < self.n_batches and self.gradient_hook is None   # a hook may come mid-fit
+            fold = self._fold and batch < self.n_batches and self.gradient_hook is None
             step = self._train_step(xb, yb, wb, callbacks, fold=fold)
             if isinstance(step, str):
                 self._diverged(epoch, batch, step, good, callbacks)
