@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import deltanet as dn
+from deltanet import blas
 from deltanet.errors import NonFiniteError
 from deltanet.inference import _BUFFERS
 
@@ -37,7 +38,10 @@ def networks(dtype):
 @pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 2e-5)])
 @pytest.mark.parametrize("batch_size", [1, 7, 64, 600, 5000])
 @pytest.mark.parametrize("rows", [1100, 5])         # 5 < the layers' widths: inner biases added by a pass
-def test_predict_equals_the_chunked_forward(dtype, rtol, batch_size, rows):
+@pytest.mark.parametrize("numpy_blas", [True, False], ids=["blas", "no-blas"])
+def test_predict_equals_the_chunked_forward(dtype, rtol, batch_size, rows, numpy_blas, monkeypatch):
+    if not numpy_blas:                               # the first layer's bias rows without deltanet.blas.gemm
+        monkeypatch.setattr(blas, "_LIB", None)
     X = np.random.default_rng(0).standard_normal((rows, 12))
     for name, net in networks(dtype).items():
         for m in net.modules():
