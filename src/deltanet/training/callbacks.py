@@ -83,9 +83,8 @@ class CallbackList:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
         # the per-batch events go to the callbacks that define them only (most act once per epoch)
-        self._batch_begin = _defining(self.callbacks, "on_batch_begin")
-        self._after_backward = _defining(self.callbacks, "on_after_backward")
-        self._batch_end = _defining(self.callbacks, "on_batch_end")
+        self._hooks = {event: _defining(self.callbacks, event)
+                       for event in ("on_batch_begin", "on_after_backward", "on_batch_end")}
 
     def __iter__(self):
         return iter(self.callbacks)
@@ -93,7 +92,7 @@ class CallbackList:
     def handles(self, event: str) -> bool:
         """Whether some callback overrides the per-batch ``event`` (``"on_batch_begin"``, ``"on_after_backward"``,
         ``"on_batch_end"``)."""
-        return bool(_defining(self.callbacks, event))
+        return bool(self._hooks[event])
 
     def on_train_begin(self, trainer: Trainer) -> None:
         for cb in self.callbacks:
@@ -104,15 +103,15 @@ class CallbackList:
             cb.on_epoch_begin(trainer, epoch)
 
     def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
-        for hook in self._batch_begin:
+        for hook in self._hooks["on_batch_begin"]:
             hook(trainer, batch)
 
     def on_after_backward(self, trainer: Trainer) -> None:
-        for hook in self._after_backward:
+        for hook in self._hooks["on_after_backward"]:
             hook(trainer)
 
     def on_batch_end(self, trainer: Trainer, batch: int, loss: float) -> None:
-        for hook in self._batch_end:
+        for hook in self._hooks["on_batch_end"]:
             hook(trainer, batch, loss)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None:

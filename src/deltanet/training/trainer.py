@@ -605,13 +605,23 @@ class Trainer:
         if not math.isfinite(loss):
             return f"the loss is {loss}"
         self._zero_grad()
-        if fold and self.optimizer.fold_gradients():
-            self.model.backward(self.loss.backward())
-            self.optimizer.step()
-            if self.schedule is not None:
-                self.schedule.step_batch()
-            return loss, out, None, None
+        folded = fold and self.optimizer.fold_gradients()
         self.model.backward(self.loss.backward())
+        if folded:                  # the gradients went straight into the optimizer's state; nothing reads them (see fit)
+            self.optimizer.step()
+            sq = total = None
+        else:
+            step = self._step_with_gradients(callbacks)
+            if isinstance(step, str):
+                return step
+            total, sq = step
+        if self.schedule is not None:
+            self.schedule.step_batch()
+        return loss, out, total, sq
+
+    def _step_with_gradients(self, callbacks: CallbackList) -> tuple[float, list[float] | None] | str:
+        """The update from complete gradients: hook, callbacks, norms, clipping, step; returns (gradient norm,
+        per-parameter squared norms or None) or what went non-finite."""
         # -- gradients are complete here: combine them across processes (see the class Notes) --
         if self.gradient_hook is not None:
             self.gradient_hook(self.params)
@@ -620,23 +630,21 @@ class Trainer:
             # the optimizer measures the norm while it updates (see fit); a non-finite one is caught just after
             # the update, whose weights and optimizer state the divergence handling then replaces by the last good ones
             self.optimizer.step()
-            sq, total = None, self.optimizer.last_grad_norm
+            total = self.optimizer.last_grad_norm
             if total is None or not math.isfinite(total):
                 return f"the gradient norm is {total}"
+            return total, None
+        if self.record_layers:
+            sq = [float(backend.xp.dot(g, g)) for g in (backend.flat_view(p.grad) for p in self.params)]
+            total = math.sqrt(sum(sq))
         else:
-            if self.record_layers:
-                sq = [float(xp.dot(g, g)) for g in (backend.flat_view(p.grad) for p in self.params)]
-                total = math.sqrt(sum(sq))
-            else:
-                sq, total = None, grad_norm(self.params)        # one dot product per flat gradient buffer
-            if not math.isfinite(total):
-                return f"the gradient norm is {total}"
-            if self.clip_norm is not None:
-                clip_grad_norm(self.params, self.clip_norm, norm=total)
-            self.optimizer.step()
-        if self.schedule is not None:
-            self.schedule.step_batch()
-        return loss, out, total, sq
+            sq, total = None, grad_norm(self.params)        # one dot product per flat gradient buffer
+        if not math.isfinite(total):
+            return f"the gradient norm is {total}"
+        if self.clip_norm is not None:
+            clip_grad_norm(self.params, self.clip_norm, norm=total)
+        self.optimizer.step()
+        return total, sq
 
     def _diverged(self, epoch: int, batch: int, what: str, good: dict[str, Any], callbacks: CallbackList) -> None:
         self._restore(good)
