@@ -6,7 +6,7 @@ import pytest
 import deltanet as dn
 from deltanet import blas
 from deltanet.errors import NonFiniteError
-from deltanet.inference import _BUFFERS
+from deltanet.inference import _BUFFERS, _test_column
 
 
 def chunked_forward(net, X, batch_size):
@@ -86,6 +86,26 @@ def test_nan_and_infinity_are_rejected_with_their_index_in_x(n_in, width):
             dn.predict(net, Xb, batch_size=16)
     with np.errstate(invalid="ignore", over="ignore"):
         assert dn.predict(net, Xb, batch_size=16, check_finite=False).shape == (100, 3)   # the caller's word
+
+
+@pytest.mark.parametrize("zeros", ["first row", "every row"])
+def test_zero_weights_do_not_hide_a_bad_input(zeros):
+    # the test reads one output column, of a weight row without zeros; inf * 0 there would look finite
+    net = dn.mlp([6, 5, 3], rng=0, dtype="float32")
+    w = net[0].weight.value
+    if zeros == "first row":
+        w[0, 2] = 0.0                                    # row 0 cannot tell; row 1 can
+        assert _test_column(net[0]) == 1
+    else:
+        w[np.arange(5), np.arange(5)] = 0.0               # no row can: every chunk is tested itself
+        assert _test_column(net[0]) is None
+    X = np.random.default_rng(4).standard_normal((40, 6))
+    for col in range(6):
+        Xb = X.copy()
+        Xb[21, col] = np.inf
+        with pytest.raises(NonFiniteError, match=rf"first at index \(21, {col}\)"):
+            dn.predict(net, Xb, batch_size=8)
+    np.testing.assert_allclose(dn.predict(net, X, batch_size=8), net.forward(X.astype(np.float32)), rtol=1e-6)
 
 
 def test_a_finite_input_whose_first_product_overflows_is_not_rejected():

@@ -6,6 +6,7 @@ import pytest
 import deltanet as dn
 from deltanet.errors import NonFiniteError
 from deltanet.modules import check_finite, input_prechecked
+from deltanet.modules.base import SMALL_CHECK
 from deltanet.optim import SGD, Adam, FlatBuffer
 
 
@@ -91,12 +92,21 @@ def test_flat_buffers_keep_each_parameter_layout_and_the_update_matches_per_para
         np.testing.assert_array_equal(p.value, q.value)                 # bit for bit
 
 
-def test_check_finite_catches_nan_in_a_column_major_array():
-    a = np.asfortranarray(np.ones((3, 4), np.float32))
+@pytest.mark.parametrize("rows", [3, 3 + SMALL_CHECK // 4])       # the exact test alone / a reduction first
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_check_finite_catches_nan_and_infinity_in_either_order(rows, order):
+    a = np.ones((rows, 4), np.float32, order=order)
     check_finite(a, "a")
-    a[2, 1] = np.nan
-    with pytest.raises(NonFiniteError, match=r"first at index \(2, 1\)"):
-        check_finite(a, "a")
+    check_finite(a[:, 1], "a column")                                   # strided
+    for bad in (np.nan, np.inf, -np.inf):
+        a[2, 1] = bad
+        with pytest.raises(NonFiniteError, match=r"^a: input holds NaN or infinity \(first at index \(2, 1\)\)"):
+            check_finite(a, "a")
+        with pytest.raises(NonFiniteError, match=r"first at index \(2,\)"):
+            check_finite(a[:, 1], "a")
+        a[2, 1] = 1.0
+    a[:] = 3e38                                                         # squares overflow: the exact test decides
+    check_finite(a, "a")
 
 
 def test_input_prechecked_skips_the_entry_test_inside_the_block_only():

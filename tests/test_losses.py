@@ -116,6 +116,28 @@ def test_cross_entropy_over_positions(rng):
     assert w.forward(z, labels, sample_weight=[2.0, 1.0]) == pytest.approx(d.forward(z[[0, 0, 1]], labels[[0, 0, 1]]), rel=1e-12)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_entropy_is_the_same_for_row_and_column_major_logits(rng, weighted):
+    # the label path works in the logits' own memory order (a Linear's small batch is column-major); one loss
+    # object sees both orders and two batch sizes in turn, so its cached row offsets must follow
+    loss, ref = dn.SoftmaxCrossEntropy(), dn.SoftmaxCrossEntropy()
+    for n in (6, 9, 6):
+        for order in ("F", "C", "F"):
+            z = np.asarray(rng.standard_normal((n, 4)), order=order)
+            labels = rng.integers(0, 4, n)
+            w = rng.uniform(0.5, 2.0, n) if weighted else None
+            value = loss.forward(z, labels, sample_weight=w)
+            expected = ref.forward(z, np.eye(4)[labels], sample_weight=w)             # the probability path
+            assert value == pytest.approx(expected, rel=1e-12)
+            grad = loss.backward()
+            np.testing.assert_allclose(grad, ref.backward(), rtol=1e-12, atol=1e-15)
+            y = np.exp(z - z.max(axis=1, keepdims=True))
+            y /= y.sum(axis=1, keepdims=True)
+            r = (np.ones(n) / n) if w is None else w / w.sum()
+            np.testing.assert_allclose(grad, (y - np.eye(4)[labels]) * r[:, None], rtol=1e-12, atol=1e-15)
+            assert value == pytest.approx(float(-(np.log(y[np.arange(n), labels]) * r).sum()), rel=1e-12)
+
+
 def test_gradient_is_in_the_output_dtype():
     for loss, t in ((dn.SoftmaxCrossEntropy(), np.array([0, 1])), (dn.MeanSquaredError(), np.zeros((2, 2))),
                     (dn.BinaryCrossEntropyWithLogits(), np.zeros((2, 2)))):

@@ -8,11 +8,16 @@ equals ``concatenate([model.forward(X[s:s + batch_size]) for s in ...])`` (eval
 mode: dropout off, batch norm on its running statistics) and runs the same
 matrix products; it differs in how it treats memory:
 
-- ``X`` is tested for NaN and infinity once, not by every module: chunk by
-  chunk just before the products read it (from cache, then) or, when the
-  first layer is a Linear narrower than the data, through that layer's output:
-  a NaN or infinity in a row of ``X`` makes every entry of that row of
-  ``X W^T`` NaN or infinite, and only then is the chunk itself tested;
+- ``X`` is tested for NaN and infinity once, not by every module. When the
+  first layer is a Linear with a weight row ``w_k`` free of zeros, the test
+  reads one column of that layer's output, ``z_k = X w_k + b_k``: a NaN or
+  infinity in ``x_ij`` makes ``x_ij w_kj`` NaN or infinite (``inf * 0`` would
+  be the only finite-looking product, and ``w_kj != 0``), and so the sum
+  ``z_ik``, whatever the other terms (``inf - inf`` is NaN); only when that
+  column is not finite is the chunk itself tested. A chunk's test then costs
+  a pass over ``rows`` numbers instead of ``rows x features``. Otherwise
+  (no such row, other first modules) each chunk is tested just before the
+  products read it (from cache, then);
 - a chain of layers (a :class:`~deltanet.modules.Sequential`, nested ones
   flattened) writes each :class:`~deltanet.modules.Linear`'s output
   ``z = h W^T + b`` into a buffer made for the first chunk and reused for
@@ -96,17 +101,16 @@ def predict(model: Module, X: Any, batch_size: int = 1024, *, check_finite: bool
     X = prepare_inputs(model, X, check=False)
     n = X.shape[0]
     chain = _Chain(model, n, X.dtype, _BUFFERS.pop(model, None))   # taken, not shared: concurrent calls get their own
-    # the finiteness test reads the first layer's output (in cache) when it is narrower than the data
-    first = chain.modules[0]
-    test_output = check_finite and isinstance(first, Linear) and X.ndim == 2 and first.out_features < X.shape[1]
+    # the finiteness test reads one column of the first layer's output (see the module's notes)
+    column = _test_column(chain.modules[0]) if check_finite and X.ndim == 2 else None
     result = None
     try:
         with input_prechecked(model):
             for start in range(0, n, batch_size):
                 chunk = X[start:start + batch_size]
-                if check_finite and not test_output:
+                if check_finite and column is None:
                     _check_chunk(chunk, X)
-                y = chain.run(chunk, (lambda z, chunk=chunk: _check_product(z, chunk, X)) if test_output else None)
+                y = chain.run(chunk, None if column is None else (lambda z, chunk=chunk: _check_product(z[:, column], chunk, X)))
                 if result is None:
                     result = backend.xp.empty((n, *y.shape[1:]), dtype=y.dtype)
                 result[start:start + y.shape[0]] = y
@@ -129,11 +133,22 @@ def _check_chunk(chunk: Any, X: Any) -> None:
         raise
 
 
-def _check_product(z: Any, chunk: Any, X: Any) -> None:
-    """After the first layer, ``z = chunk W^T + b``: test the chunk itself only when ``z`` is not finite
-    (a finite chunk whose product overflowed passes, as in ``forward``)."""
+def _test_column(first: Module) -> int | None:
+    """The index ``k`` of the first weight row without a zero when ``first`` is a Linear (None otherwise,
+    or when every row has a zero): ``z_k`` is not finite wherever a row of the input is not."""
+    if not isinstance(first, Linear):
+        return None
+    for k, row in enumerate(first.weight.value):      # row 0 almost always: trained weights are rarely exactly 0
+        if row.all():
+            return k
+    return None
+
+
+def _check_product(z_k: Any, chunk: Any, X: Any) -> None:
+    """After the first layer, ``z_k = chunk w_k + b_k`` (one column of its output): test the chunk itself
+    only when ``z_k`` is not finite (a finite chunk whose product overflowed passes, as in ``forward``)."""
     try:
-        check_finite(z, "X W^T")
+        check_finite(z_k, "X W^T")
     except NonFiniteError:
         _check_chunk(chunk, X)
 

@@ -16,6 +16,9 @@ from . import backend
 from .modules.activations import softmax
 from .modules.base import check_finite
 
+#: The unsigned dtype of each integer size, to read labels as unsigned (see SoftmaxCrossEntropy._labels).
+_UNSIGNED = {size: numpy.dtype(f"u{size}") for size in (1, 2, 4, 8)}
+
 
 class Loss:
     """Base class: ``forward(output, target, sample_weight=None) -> float``, ``backward() -> array``."""
@@ -106,61 +109,88 @@ class SoftmaxCrossEntropy(Loss):
     def __init__(self) -> None:
         super().__init__()
         self._offsets: Any = None
-        self._offsets_key: tuple[int, int, str] | None = None
+        self._offsets_key: tuple[int, int, bool, str] | None = None
 
     def forward(self, output: Any, target: Any, sample_weight: Any = None) -> float:
-        xp = backend.xp
         z = self._output(output)
-        n_classes = z.shape[-1]
-        z2 = z.reshape(-1, n_classes)
-        n = z2.shape[0]
         if not hasattr(target, "dtype"):
             target = numpy.asarray(target)
         if target.ndim == 0 or target.shape[0] != z.shape[0]:
             got = target.shape[0] if target.ndim else "a scalar"
             raise ValueError(f"SoftmaxCrossEntropy: batch size mismatch: output has {z.shape[0]} rows, target has {got}")
+        n_classes = z.shape[-1]
         if sample_weight is not None and z.ndim > 2 and numpy.size(sample_weight) == z.shape[0]:
-            sample_weight = xp.repeat(xp.asarray(sample_weight).reshape(-1), n // z.shape[0])  # one weight per sample
-        w, total = self._weights(sample_weight, n, z.dtype)
-        r = 1.0 / n if w is None else w / total                             # each row's factor: 1/B or w_b / sum(w)
-        # log y_i = (z_i - m) - log s,  s = sum_j exp(z_j - m); row-major, so label logits are picked by flat index
-        shifted = xp.subtract(z2, z2.max(axis=1, keepdims=True), order="C")
-        if target.shape == z.shape and z.ndim >= 1 and target.ndim == z.ndim:
-            if target.dtype.kind not in "fiub":
-                raise TypeError(f"SoftmaxCrossEntropy: target probabilities must be numeric, got dtype {target.dtype}")
-            t = xp.asarray(target, dtype=z.dtype).reshape(-1, n_classes)
-            check_finite(t, "SoftmaxCrossEntropy (target)")
-            e = xp.exp(shifted)
-            s = e.sum(axis=1, keepdims=True)
-            per_sample = (t * (xp.log(s) - shifted)).sum(axis=1)            # -sum t log y
-            e *= t.sum(axis=1, keepdims=True) / s                           # y sum_i t_i (= y when the row sums to 1)
-            grad = e
-            grad -= t
-            grad *= r if w is None else r[:, None]
-        elif target.shape == z.shape[:-1]:
-            labels = self._labels(target, n_classes).reshape(-1)
-            at = self._row_offsets(n, n_classes) + labels                  # flat index b C + label_b of each target logit
-            flat = shifted.reshape(-1)
-            picked = flat.take(at)                                         # z_label - m
-            e = xp.exp(shifted, out=shifted)
-            s = e.sum(axis=1)
-            per_sample = xp.log(s)
-            per_sample -= picked                                           # -log y_label
-            e *= (r / s)[:, None]                                          # y r
-            flat[at] -= r                                                  # (y - t) r, t one-hot
-            grad = e
+            sample_weight = backend.xp.repeat(backend.xp.asarray(sample_weight).reshape(-1), z.size // (z.shape[0] * n_classes))
+        if target.shape == z.shape[:-1]:
+            loss, grad = self._from_labels(z.reshape(-1, n_classes), self._labels(target, n_classes).reshape(-1), sample_weight)
+        elif target.shape == z.shape:
+            loss, grad = self._from_probabilities(z.reshape(-1, n_classes), target, sample_weight)
         else:
             raise ValueError(f"SoftmaxCrossEntropy: target must be labels of shape {tuple(z.shape[:-1])} or "
                              f"probabilities of shape {tuple(z.shape)}, got {tuple(target.shape)}")
-        loss = float(per_sample.sum()) / n if w is None else float((per_sample * w).sum()) / total
-        self._grad_cache = grad.reshape(z.shape)
+        self._grad_cache = grad if grad.ndim == z.ndim else grad.reshape(z.shape)
         return loss
 
-    def _row_offsets(self, n: int, n_classes: int) -> Any:
-        """``[0, C, 2C, ..., (n-1) C]``: where each row starts in the flattened logits (kept per batch shape)."""
-        key = (n, n_classes, backend.xp.__name__)
+    def _from_labels(self, z: Any, labels: Any, sample_weight: Any) -> tuple[float, Any]:
+        """Loss and gradient for logits ``z`` of shape ``(n, C)`` and valid labels of shape ``(n,)``.
+
+        Works in ``z``'s own memory order: the column-major logits of a Linear's
+        small batch are summed along rows 1.3-2.7x faster than row-major ones
+        (a row of 10 classes is mostly per-row overhead); the label logits are
+        picked by their index in memory, ``b C + label_b`` (row-major) or
+        ``label_b n + b`` (column-major).
+        """
+        xp = backend.xp
+        n = z.shape[0]
+        shifted = xp.subtract(z, z.max(axis=1, keepdims=True), order="K")   # z - m, m = max_j z_j
+        row_major = shifted.flags.c_contiguous
+        flat = shifted.reshape(-1) if row_major else shifted.T.reshape(-1)  # shifted in memory order (a view)
+        at = self._row_offsets(n, z.shape[1], row_major) + (labels if row_major else labels * n)
+        picked = flat.take(at)                                             # z_label - m
+        e = xp.exp(shifted, out=shifted)
+        s = e.sum(axis=1)                                                  # s = sum_j exp(z_j - m)
+        per_sample = xp.log(s)
+        per_sample -= picked                                               # -log y_label = log s - (z_label - m)
+        if sample_weight is None:
+            loss = float(per_sample.sum()) / n
+            s *= n
+            e /= s[:, None]                                                # y / n
+            flat[at] -= 1.0 / n                                            # (y - t) / n, t one-hot
+        else:
+            w, total = self._weights(sample_weight, n, z.dtype)
+            loss = float((per_sample * w).sum()) / total
+            r = w / total                                                  # each row's factor w_b / sum(w)
+            e *= (r / s)[:, None]                                          # y r
+            flat[at] -= r                                                  # (y - t) r
+        return loss, e
+
+    def _from_probabilities(self, z: Any, target: Any, sample_weight: Any) -> tuple[float, Any]:
+        """Loss and gradient for logits ``z`` of shape ``(n, C)`` and target probabilities of ``z``'s size."""
+        xp = backend.xp
+        n, n_classes = z.shape
+        if target.dtype.kind not in "fiub":
+            raise TypeError(f"SoftmaxCrossEntropy: target probabilities must be numeric, got dtype {target.dtype}")
+        t = xp.asarray(target, dtype=z.dtype).reshape(-1, n_classes)
+        check_finite(t, "SoftmaxCrossEntropy (target)")
+        w, total = self._weights(sample_weight, n, z.dtype)
+        r = 1.0 / n if w is None else w / total                             # each row's factor: 1/B or w_b / sum(w)
+        shifted = xp.subtract(z, z.max(axis=1, keepdims=True), order="C")
+        e = xp.exp(shifted)
+        s = e.sum(axis=1, keepdims=True)
+        per_sample = (t * (xp.log(s) - shifted)).sum(axis=1)                # -sum t log y
+        e *= t.sum(axis=1, keepdims=True) / s                               # y sum_i t_i (= y when the row sums to 1)
+        grad = e
+        grad -= t
+        grad *= r if w is None else r[:, None]
+        loss = float(per_sample.sum()) / n if w is None else float((per_sample * w).sum()) / total
+        return loss, grad
+
+    def _row_offsets(self, n: int, n_classes: int, row_major: bool) -> Any:
+        """Where row ``b``'s entries start in the flattened ``(n, C)`` logits: ``b C`` (row-major) or
+        ``b`` (column-major), kept per batch shape."""
+        key = (n, n_classes, row_major, backend.xp.__name__)
         if self._offsets_key != key:
-            self._offsets = backend.xp.arange(0, n * n_classes, n_classes)
+            self._offsets = backend.xp.arange(0, n * n_classes, n_classes) if row_major else backend.xp.arange(n)
             self._offsets_key = key
         return self._offsets
 
@@ -175,14 +205,14 @@ class SoftmaxCrossEntropy(Loss):
         elif target.dtype.kind not in "iub":
             raise TypeError(f"SoftmaxCrossEntropy: labels must be integers, got dtype {target.dtype}")
         # one reduction for both bounds: read as unsigned, a negative label is larger than any valid one
-        unsigned = target.view(f"u{target.dtype.itemsize}") if target.dtype.kind == "i" else target
+        unsigned = target.view(_UNSIGNED[target.dtype.itemsize]) if target.dtype.kind == "i" else target
         if target.size and int(unsigned.max()) >= n_classes:
             bad = int(target.min()) if int(target.min()) < 0 else int(target.max())
             raise ValueError(f"SoftmaxCrossEntropy: labels must be in [0, {n_classes}), got {bad}")
         return target
 
     def backward(self) -> Any:
-        return self._require().copy()
+        return self._require().copy(order="K")
 
     def probabilities(self, output: Any) -> Any:
         """softmax(output): the class probabilities the loss models."""

@@ -243,31 +243,43 @@ class Module:
         return f"{type(self).__name__}({args})"
 
 
+#: Arrays up to this many elements are tested by ``isfinite(x).all()`` in :func:`check_finite`: below it
+#: that beats the reduction with its floating-point error state (2.6 vs 1.5 us for 320 float32, even at 20,000).
+SMALL_CHECK = 32_768
+
+
 def check_finite(x: Any, who: str | Callable[[], str]) -> None:
     """Raise :class:`NonFiniteError` if ``x`` holds NaN or infinity.
 
-    One cheap reduction first, the exact elementwise test only when it is not
-    finite: for a contiguous float array the BLAS dot product
-    ``sum_i x_i^2`` (squares cannot cancel an infinity, so it is finite
-    whenever every term is, barring overflow; about four times faster than a
-    sum) for a row- or column-major array, otherwise the sum. ``who`` names the culprit in the message: a
-    string, or a callable returning one, called only when there is an error.
+    Up to :data:`SMALL_CHECK` elements (a batch of logits, say) the exact test
+    ``isfinite(x).all()`` is the cheapest. Above, one cheap reduction first,
+    the exact elementwise test only when it is not finite: for a contiguous
+    float array the BLAS dot product ``sum_i x_i^2`` (squares cannot cancel
+    an infinity, so it is finite whenever every term is, barring overflow;
+    about four times faster than a sum) for a row- or column-major array,
+    otherwise the sum. ``who`` names the culprit in the message: a string, or
+    a callable returning one, called only when there is an error.
     """
     xp = backend.xp
     if not x.size or x.dtype.kind not in "fc":
         return                                              # integers and booleans are always finite
-    with numpy.errstate(over="ignore", invalid="ignore"):   # an overflow only sends us to the exact test
-        if x.dtype.kind == "f" and (x.flags.c_contiguous or x.flags.f_contiguous):
-            flat = backend.flat_view(x)                      # a view in memory order (row- or column-major)
-            total = xp.dot(flat, flat)
-        else:
-            total = xp.sum(x)
-    if not math.isfinite(float(abs(total))):
-        bad = ~xp.isfinite(x)
-        if bool(bad.any()):
-            where = tuple(int(i) for i in numpy.argwhere(backend.to_numpy(bad))[0])
-            name = who() if callable(who) else who
-            raise NonFiniteError(f"{name}: input holds NaN or infinity (first at index {where}); clean the data or lower the learning rate")
+    if x.size <= SMALL_CHECK:
+        if bool(xp.isfinite(x).all()):
+            return
+    else:
+        with numpy.errstate(over="ignore", invalid="ignore"):   # an overflow only sends us to the exact test
+            if x.dtype.kind == "f" and (x.flags.c_contiguous or x.flags.f_contiguous):
+                flat = backend.flat_view(x)                  # a view in memory order (row- or column-major)
+                total = xp.dot(flat, flat)
+            else:
+                total = xp.sum(x)
+        if math.isfinite(float(abs(total))):
+            return
+    bad = ~xp.isfinite(x)
+    if bool(bad.any()):
+        where = tuple(int(i) for i in numpy.argwhere(backend.to_numpy(bad))[0])
+        name = who() if callable(who) else who
+        raise NonFiniteError(f"{name}: input holds NaN or infinity (first at index {where}); clean the data or lower the learning rate")
 
 
 def build(config: dict[str, Any]) -> Module:
