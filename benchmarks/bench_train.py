@@ -277,7 +277,8 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], frameworks: list[s
             cells = [c["name"], str(c["batch"])]
             for col in ratio_cols:
                 target = None
-                if col.startswith("deltanet/"):
+                # the targets apply to deltanet's plain loop and, in training, to its Trainer (the product's own path)
+                if col.startswith("deltanet/") or (col.startswith("deltanet-trainer/") and c["mode"] == "train"):
                     target = {"floor": c["floor_target"], "torch": c["torch_target"], "sklearn": c["sklearn_target"]}.get(col.split("/")[1])
                 cells.append(_ratio_cell(r["ratios"].get(col), target))
             lines.append("| " + " | ".join(cells) + " |")
@@ -302,7 +303,8 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], frameworks: list[s
     errors = [(r["case"]["name"], r["case"]["batch"], fw, e) for r in rows for fw, es in r["errors"].items() for e in es]
     if errors:
         lines += ["## Errors", ""] + [f"- {n} batch {b} {fw}: {e}" for n, b, fw, e in errors] + [""]
-    lines.append("`ok`/`MISS`: deltanet's ratio against the issue's target for that row.")
+    lines.append("`ok`/`MISS`: deltanet's ratio (plain loop, and in training the `Trainer`) against the issue's target "
+                 "for that row.")
     return "\n".join(lines) + "\n"
 
 
