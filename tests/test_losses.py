@@ -163,3 +163,37 @@ def test_get_loss_by_name():
     with pytest.raises(ValueError, match=r"unknown loss 'hinge'; choose one of: .*cross_entropy.*mse"):
         dn.get_loss("hinge")
     assert dn.SoftmaxCrossEntropy().config() == {"type": "SoftmaxCrossEntropy"}
+
+
+def test_targets_prechecked_skips_only_the_value_tests_and_restores_them(rng):
+    from deltanet.losses import targets_prechecked
+
+    z = rng.standard_normal((5, 3))
+    ce, mse = dn.SoftmaxCrossEntropy(), dn.MeanSquaredError()
+    good, bad = np.array([0, 2, 1, 1, 0]), np.array([0, 2, 3, 1, 0])
+    expected = ce.forward(z, good)
+    with targets_prechecked(ce), targets_prechecked(mse):
+        assert ce.forward(z, good) == expected                            # the same loss, without the range test
+        assert mse.forward(z, np.full((5, 3), np.nan)) != mse.forward(z, np.full((5, 3), np.nan))  # NaN passes through
+        with pytest.raises(ValueError, match="batch size mismatch"):      # shapes are still tested
+            ce.forward(z, good[:4])
+        with pytest.raises(TypeError, match="labels must be integers"):  # and dtypes
+            ce.forward(z, np.array(["a"] * 5))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), got 3"):
+        ce.forward(z, bad)
+    with pytest.raises(dn.NonFiniteError):
+        mse.forward(z, np.full((5, 3), np.nan))
+    assert "_check_targets" not in ce.__dict__ and "_check_targets" not in mse.__dict__
+
+
+def test_the_trainer_tests_targets_once_and_leaves_the_loss_checking(rng):
+    X, y = rng.standard_normal((40, 4)), rng.integers(0, 3, 40)
+    trainer = dn.Trainer(dn.mlp([4, 8, 3], rng=0), loss="cross_entropy", epochs=1, batch_size=8, progress=False)
+    y_bad = y.copy()
+    y_bad[17] = 3
+    with pytest.raises(ValueError, match=r"class labels must be in \[0, 3\)"):
+        trainer.fit(X, y_bad)                                              # the one test before training
+    trainer.fit(X, y)
+    assert trainer.loss._check_targets
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), got 3"):
+        trainer.loss.forward(np.zeros((2, 3)), np.array([0, 3]))

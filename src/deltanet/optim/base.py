@@ -190,8 +190,10 @@ class Optimizer:
         :attr:`blas_min_size` parameter elements, or where NumPy's BLAS is not
         available for the update (:func:`deltanet.blas.available`).
         """
-        spec = self._fold_spec() if self.fused and blas.available() and backend.xp.__name__ == "numpy" else None
-        if spec is None or self._n_elements < self.blas_min_size:
+        if self._n_elements < self.blas_min_size or not self._fused:        # the cheapest test first: called every batch
+            return False
+        spec = self._fold_spec() if blas.available() and backend.xp.__name__ == "numpy" else None
+        if spec is None:
             return False
         if self._folding:                              # armed already, perhaps with gradients in: leave it
             return True

@@ -33,7 +33,7 @@ import numpy
 from .. import backend
 from ..errors import NonFiniteError
 from ..inference import predict
-from ..losses import LOSSES, Loss, get_loss
+from ..losses import LOSSES, Loss, get_loss, targets_prechecked
 from ..modules.activations import sigmoid, softmax
 from ..modules.base import Module
 from ..modules.containers import input_prechecked, without_input_gradient
@@ -322,7 +322,8 @@ class Trainer:
     @property
     def l2_in_loss(self) -> float:
         """lambda of the L2 term counted in the training loss (0 when there is none or it is decoupled)."""
-        return 0.0 if self.decoupled_decay else float(getattr(self.optimizer, "weight_decay", 0.0))
+        opt = self.optimizer                          # read every batch: attributes only
+        return 0.0 if getattr(opt, "decoupled", False) else float(getattr(opt, "weight_decay", 0.0))
 
     @property
     def callback_list(self) -> CallbackList:
@@ -420,8 +421,9 @@ class Trainer:
             callbacks.on_train_begin(self)
             self.resuming = False
             # overflow on the way to a NaN/inf is caught and reported as divergence; NumPy's warnings would only add noise.
-            # The data were tested for NaN/inf once above: the batches skip that test.
-            with numpy.errstate(over="ignore", invalid="ignore"), without_input_gradient(self.model), input_prechecked(self.model):
+            # The data and targets were tested once above (NaN/inf, label range): the batches skip those tests.
+            with (numpy.errstate(over="ignore", invalid="ignore"), without_input_gradient(self.model),
+                  input_prechecked(self.model), targets_prechecked(self.loss)):
                 while self.epoch < self.final_epoch and not self.stop_training:
                     self._run_epoch(train, val, callbacks)
             if not self.stop_training:
@@ -554,7 +556,7 @@ class Trainer:
                                                  f"the model keeps the weights after that batch")
             if self.stop_training:
                 break
-        seen = sum(min(bs, n - b * bs) for b in range(batches))
+        seen = min(batches * bs, n)                  # samples in the batches run (only the last may be short)
         if preds is not None:
             correct = int(backend.xp.count_nonzero(preds[:seen] == train.y[perm[:seen]]))
         record: dict[str, Any] = {
