@@ -86,7 +86,7 @@ def ones(n: int, dtype: Any) -> Any:
     sums the columns of a ``(batch, features)`` array 1.5-6x faster than
     ``A.sum(axis=0)`` for the shapes of a network's layers.
     """
-    key = (xp, dtype)                                 # a dtype given as a name gets an entry of its own: as fast
+    key = (xp, dtype)                                 # the dtype as given (an array's, usually): no conversion per call
     vec = _ONES.get(key)
     if vec is None or vec.shape[0] < n:
         vec = xp.ones(max(n, 1024), dtype=dtype)

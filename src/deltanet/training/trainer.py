@@ -322,8 +322,7 @@ class Trainer:
     @property
     def l2_in_loss(self) -> float:
         """lambda of the L2 term counted in the training loss (0 when there is none or it is decoupled)."""
-        opt = self.optimizer                          # read every batch: attributes only
-        return 0.0 if getattr(opt, "decoupled", False) else float(getattr(opt, "weight_decay", 0.0))
+        return 0.0 if self.decoupled_decay else float(getattr(self.optimizer, "weight_decay", 0.0))
 
     @property
     def callback_list(self) -> CallbackList:
