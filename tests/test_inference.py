@@ -90,7 +90,7 @@ def test_nan_and_infinity_are_rejected_with_their_index_in_x(n_in, width):
 
 @pytest.mark.parametrize("zeros", ["first row", "every row"])
 def test_zero_weights_do_not_hide_a_bad_input(zeros):
-    # the test reads one output column, of a weight row without zeros; inf * 0 there would look finite
+    # the test reads one output column, of a weight row without zeros (a BLAS may skip a zero weight's products)
     net = dn.mlp([6, 5, 3], rng=0, dtype="float32")
     w = net[0].weight.value
     if zeros == "first row":

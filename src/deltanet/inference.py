@@ -11,11 +11,12 @@ matrix products; it differs in how it treats memory:
 - ``X`` is tested for NaN and infinity once, not by every module. When the
   first layer is a Linear with a weight row ``w_k`` free of zeros, the test
   reads one column of that layer's output, ``z_k = X w_k + b_k``: a NaN or
-  infinity in ``x_ij`` makes ``x_ij w_kj`` NaN or infinite (``inf * 0`` would
-  be the only finite-looking product, and ``w_kj != 0``), and so the sum
-  ``z_ik``, whatever the other terms (``inf - inf`` is NaN); only when that
-  column is not finite is the chunk itself tested. A chunk's test then costs
-  a pass over ``rows`` numbers instead of ``rows x features``. Otherwise
+  infinity in ``x_ij`` makes ``x_ij w_kj`` NaN or infinite, and so the sum
+  ``z_ik``, whatever the other terms (``inf - inf`` is NaN). ``inf * 0`` is
+  NaN too, but a BLAS may skip the products of a zero weight: hence a row
+  ``w_k`` without zeros. Only when that column is not finite is the chunk
+  itself tested. A chunk's test then costs a pass over ``rows`` numbers
+  instead of ``rows x features``. Otherwise
   (no such row, other first modules) each chunk is tested just before the
   products read it (from cache, then);
 - a chain of layers (a :class:`~deltanet.modules.Sequential`, nested ones
