@@ -418,8 +418,13 @@ def test_adam_blas_path_equals_the_numpy_path_and_fused_equals_unfused(monkeypat
             opt = cls(net.parameters(), fused=fused, **hyper)
             _steps(net, opt, fold=False, steps=5)
             weights[blas_path, fused] = np.concatenate([p.value.ravel(order="K") for p in net.parameters()])
-    np.testing.assert_array_equal(weights[True, True], weights[True, False])      # one path, bit for bit
+    # The paths run the same arithmetic, but a BLAS may round differently by the operands' alignment and
+    # its kernel (FMA or not: 1 ulp seen on fresh installs), so they agree to rounding, not to the bit.
+    # 5 steps of about 10 operations per element, each within 1 ulp (1.1e-16): |error| <= ~50 ulp of the
+    # weights' size, covered by rtol 1e-13 with atol 1e-15 for weights near 0.
+    np.testing.assert_allclose(weights[True, True], weights[True, False], rtol=1e-13, atol=1e-15)
     np.testing.assert_allclose(weights[True, True], weights[False, True], rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(weights[False, True], weights[False, False], rtol=1e-13, atol=1e-15)
 
 
 def test_blas_axpby_equals_numpy_in_both_memory_orders(blas_mode):
