@@ -141,7 +141,9 @@ def write_report(directory: str | os.PathLike[str], history: Any, *, config_text
                  y_true: Any = None, y_pred: Any = None, class_names: Sequence[str] | None = None,
                  predict: Callable[[numpy.ndarray], numpy.ndarray] | None = None, X: Any = None, y: Any = None,
                  feature_names: Sequence[str] | None = None, layer_labels: dict[str, str] | None = None,
-                 title: str = "deltanet training report", figures: bool = True) -> Report:
+                 title: str = "deltanet training report", figures: bool = True,
+                 health: Sequence[str] | None = None, unit_health: Mapping[str, Mapping[str, float]] | None = None,
+                 update_ratios: Mapping[str, Sequence[float]] | None = None) -> Report:
     """Write the figures as PNG files and ``report.html`` (figures embedded) into ``directory``.
 
     Parameters
@@ -190,7 +192,15 @@ def write_report(directory: str | os.PathLike[str], history: Any, *, config_text
         run_facts.append(("stopped because", extra.get("stop_message") or extra.get("stop_reason")))
     if extra.get("best_epoch") is not None:
         run_facts.append(("best epoch", extra["best_epoch"]))
-    page = render_html(title=title, metrics=metrics, figures=[(t, c, png) for _, t, c, png in drawn],
+    if health is None:
+        from .health import health_summary
+        health = health_summary(history, layer_labels=layer_labels, unit_health=unit_health, update_ratios=update_ratios)
+    banner = None
+    if extra.get("stop_reason") == "diverged":
+        banner = "This run DIVERGED: " + str(extra.get("stop_message") or "the loss became NaN or infinite")
+    elif extra.get("stop_reason") == "interrupted":
+        banner = "This run was INTERRUPTED: " + str(extra.get("stop_message") or "stopped before the last epoch")
+    page = render_html(banner=banner, health=list(health), title=title, metrics=metrics, figures=[(t, c, png) for _, t, c, png in drawn],
                        config_text=config_text, records=records, notices=notices, facts=run_facts)
     html_path = out_dir / "report.html"
     _atomic_write(html_path, page.encode("utf-8"))

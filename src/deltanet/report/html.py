@@ -8,7 +8,19 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["render_html"]
+__all__ = ["plain_name", "render_html"]
+
+_PLAIN = {"test_loss": "test loss", "test_accuracy": "test accuracy", "test_rmse": "test RMSE (root mean squared error)",
+          "test_r2": "test R\u00b2 (explained variance)", "test_samples": "test samples", "stop_reason": "stopped because",
+          "train_seconds": "training time (s)", "final_train_loss": "final training loss",
+          "final_val_loss": "final validation loss", "final_train_accuracy": "final training accuracy",
+          "final_val_accuracy": "final validation accuracy", "epochs": "epochs"}
+
+
+def plain_name(key: str) -> str:
+    """A metric key in plain words: ``test_loss`` -> ``test loss`` (also for keys already spaced)."""
+    k = str(key)
+    return _PLAIN.get(k, _PLAIN.get(k.replace(" ", "_"), k.replace("_", " ")))
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1000px;
@@ -24,6 +36,7 @@ figure { margin: 1em 0; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.9em; color: #555; }
 .notice { background: #fff6d6; border: 1px solid #e8d48a; padding: 0.5em 0.8em; }
+.banner { background: #fde2e1; border: 2px solid #d9534f; padding: 0.6em 0.9em; font-weight: bold; }
 .muted { color: #777; font-size: 0.9em; }
 """
 
@@ -69,7 +82,8 @@ def _history_table(records: Sequence[Mapping[str, Any]], max_rows: int = 60) -> 
 
 def render_html(*, title: str, metrics: Mapping[str, Any] | None = None, figures: Sequence[tuple[str, str, bytes]] = (),
                 config_text: str | None = None, records: Sequence[Mapping[str, Any]] = (),
-                notices: Sequence[str] = (), facts: Sequence[tuple[str, Any]] = ()) -> str:
+                notices: Sequence[str] = (), facts: Sequence[tuple[str, Any]] = (), banner: str | None = None,
+                health: Sequence[str] = ()) -> str:
     """The report page.
 
     Parameters
@@ -93,10 +107,17 @@ def render_html(*, title: str, metrics: Mapping[str, Any] | None = None, figures
              f"<h1>{html.escape(title)}</h1>"]
     for n in notices:
         parts.append(f"<p class='notice'>{html.escape(n)}</p>")
-    if metrics:
-        parts += ["<h2>Final metrics</h2>", _table(list(metrics.items()))]
-    if facts:
-        parts += ["<h2>Run</h2>", _table(list(facts))]
+    if banner:
+        parts.append(f"<p class='banner'>{html.escape(banner)}</p>")
+    if health:
+        parts += ["<h2>Backprop health summary</h2>", "<ul class='health'>"]
+        parts += [f"<li>{html.escape(line)}</li>" for line in health]
+        parts.append("</ul>")
+    rows = [(plain_name(k), v) for k, v in (metrics or {}).items()]
+    seen = {k for k, _ in rows}
+    rows += [(plain_name(k), v) for k, v in facts if plain_name(k) not in seen]
+    if rows:
+        parts += ["<h2>Summary</h2>", _table(rows)]
     if figures:
         parts.append("<h2>Figures</h2>")
         for fig_title, caption, png in figures:

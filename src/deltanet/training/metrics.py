@@ -91,3 +91,30 @@ def dead_fractions(model: Module) -> dict[str, float]:
             except RuntimeError:          # the module did not run in the last forward pass
                 continue
     return out
+
+
+def unit_health(model: Module, X_sample: Any, *, threshold: float = 0.97) -> dict[str, dict[str, float]]:
+    """Per activation module, on a fixed sample: ``{path: {"dead": f, "saturated": f}}``.
+
+    One eval-mode forward pass of ``X_sample``. A ReLU/LeakyReLU unit is dead when
+    its output is <= 0 for every row; a tanh unit is saturated when ``|h| > threshold``
+    for every row, a sigmoid unit when ``h < 1 - threshold`` or ``h > threshold``
+    for every row (on the same side or not). Only ReLU-like modules get "dead",
+    only tanh/sigmoid modules get "saturated".
+    """
+    from ..modules.activations import LeakyReLU, ReLU, Sigmoid, Tanh
+
+    model.forward(backend.xp.asarray(X_sample), training=False)
+    out: dict[str, dict[str, float]] = {}
+    for path, m in model.named_modules():
+        h = getattr(m, "_h", None) if isinstance(m, (ReLU, LeakyReLU, Tanh, Sigmoid)) else None
+        if h is None:
+            continue
+        h = h.reshape(-1, h.shape[-1])
+        if isinstance(m, (ReLU, LeakyReLU)):
+            out[path] = {"dead": float(1.0 - (h > 0).any(axis=0).mean())}
+        elif isinstance(m, Tanh):
+            out[path] = {"saturated": float((abs(h) > threshold).all(axis=0).mean())}
+        else:
+            out[path] = {"saturated": float(((h < 1 - threshold) | (h > threshold)).all(axis=0).mean())}
+    return out
