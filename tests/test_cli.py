@@ -332,7 +332,8 @@ def test_divergence_is_reported_in_one_line_without_a_traceback(tmp_path, capsys
     code, out, err = run(["train", "--data", "spiral", "--n-samples", "100", "--epochs", "3", "--optimizer", "sgd",
                           "--lr", "10", "--out-dir", tmp_path, "--no-report", "--quiet"], capsys)
     assert "Traceback" not in err and "diverged" in out + err
-    assert code in (0, 1)
+    assert code == 3  # EXIT_DIVERGED
+    assert "--lr (now 10)" in err and "--clip 1" in err and "clip_norm" not in out + err
 
 
 # -- the installed command --------------------------------------------------------------------------

@@ -202,7 +202,10 @@ def test_override_of_an_explicit_model():
 def test_hidden_sizes_follow_the_heuristic_for_a_depth(model, expected):
     assert model.hidden_sizes(64, 10) == expected
     resolved = model.resolved(64, 10)
-    assert resolved.hidden == expected and resolved.layers is None
+    if expected:
+        assert resolved.hidden == expected and resolved.layers is None
+    else:  # no hidden layer is written as layers = 0: a file cannot hold hidden = []
+        assert resolved.hidden is None and resolved.layers == 0
 
 
 def test_learning_rate_and_loss_defaults():

@@ -190,7 +190,10 @@ class ModelConfig:
         """The same model with its hidden widths written out (the form saved in a run directory)."""
         if self.explicit:
             return self
-        return replace(self, hidden=self.hidden_sizes(n_in, n_out), layers=None)
+        sizes = self.hidden_sizes(n_in, n_out)
+        if not sizes:  # no hidden layer: ``layers = 0`` (a file cannot say ``hidden = []``)
+            return replace(self, hidden=None, layers=0)
+        return replace(self, hidden=sizes, layers=None)
 
 
 @dataclass
@@ -425,6 +428,14 @@ def _check_consistency(cfg: RunConfig) -> None:
     m, d = cfg.model, cfg.data
     if isinstance(m.layers, int) and m.hidden is not None and len(m.hidden) != m.layers:
         raise ConfigError(f"[model] layers = {m.layers} but hidden lists {len(m.hidden)} widths {m.hidden}; give one of them")
+    if not m.explicit and m.init == "zeros" and (m.hidden or (m.layers is None and m.hidden is None) or m.layers):
+        raise ConfigError("[model] init = \"zeros\" gives every hidden unit the same weights, so they all get the same "
+                          "gradient and stay identical (no symmetry breaking): the network cannot learn; use he_normal "
+                          "(ReLU) or xavier_normal (tanh, sigmoid), or leave init unset")
+    t = cfg.train
+    if t.momentum is not None and t.optimizer not in ("sgd", "rmsprop"):
+        raise ConfigError(f"[train] momentum applies to the optimizers sgd and rmsprop, not to {t.optimizer!r} "
+                          "(Adam and AdamW have betas); remove momentum or choose optimizer sgd or rmsprop")
     if d.name is not None and d.path is not None:
         raise ConfigError(f"[data] gives both name ({d.name!r}) and path ({d.path!r}); give one")
     if d.val_fraction + d.test_fraction >= 1.0:
@@ -516,8 +527,12 @@ def save_config(config: RunConfig, path: str | Path) -> Path:
     """Write ``config`` as TOML (atomically: a temporary file, then a rename)."""
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(dumps_toml(config.to_dict()), encoding="utf-8")
-    tmp.replace(p)
+    try:
+        tmp.write_text(dumps_toml(config.to_dict()), encoding="utf-8")
+        tmp.replace(p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return p
 
 

@@ -1,10 +1,24 @@
 """The ``deltanet`` command: train, evaluate, predict, summary, gradcheck, datasets.
 
-``main(argv)`` runs one command and returns its exit code: 0 on success, 1 when
-a gradient check fails, 2 for a mistake of the user's (a missing file, an
-unknown option, a bad value, a typo'd config key), which prints one line
-``deltanet: error: ...`` on stderr and no traceback. 130 after Ctrl-C outside
-training (Ctrl-C during training stops it cleanly and still writes the run).
+``main(argv)`` runs one command and returns its exit code, printing one line
+``deltanet: error: ...`` on stderr (no traceback) for every failure:
+
+=====  ==========================================================================
+0      success
+1      a gradient check failed; or the run could not finish for want of
+       resources: disk full (ENOSPC) or another write error while writing the run
+       directory (no temporary file is left behind), out of memory
+2      a mistake of the user's: a missing file, an unknown option, a bad value,
+       a typo'd config key, a run that cannot learn (one-class target, ...)
+3      ``train``: training diverged (NaN or infinite loss or gradients); the run
+       directory is written with the last good weights, the message says what to
+       change (``--lr``, ``--clip``)
+130    interrupted by Ctrl-C (SIGINT). During ``train`` the run stops after the
+       current batch and the run directory is still written (model, history,
+       report); ``deltanet train --resume RUN_DIR`` continues it from the last
+       checkpoint, as if it had not been interrupted
+143    ``train`` terminated by SIGTERM: handled like Ctrl-C
+=====  ==========================================================================
 
 >>> from deltanet.cli import main
 >>> main(["train", "--data", "spiral", "--epochs", "3", "--quiet"])   # doctest: +SKIP
@@ -61,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(f"{PROG}: error: out of memory; choose a smaller network (--hidden), --batch-size or dataset", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -52,7 +52,7 @@ class Parser(argparse.ArgumentParser):
             options = [s for a in self._actions for s in a.option_strings]
             hints = []
             for u in unknown:
-                close = difflib.get_close_matches(u.split("=")[0], options, n=1) if u.startswith("-") else []
+                close = difflib.get_close_matches(u.split("=")[0], options, n=1, cutoff=0.75) if u.startswith("-") else []
                 if close:
                     hints.append(f"{u} (did you mean {close[0]}?)")
                 else:
@@ -60,12 +60,23 @@ class Parser(argparse.ArgumentParser):
             message = f"unrecognized arguments: {' '.join(hints)}"
         choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
         if choice:
-            close = difflib.get_close_matches(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)), n=1)
+            close = difflib.get_close_matches(choice.group(1), re.findall(r"'([^']*)'", choice.group(2)), n=1,
+                                              cutoff=0.75)
             if close:
                 message = message.replace(f"'{choice.group(1)}' (choose", f"'{choice.group(1)}' (did you mean {close[0]!r}? choose")
         command = self.prog.split(" ", 1)[1] if " " in self.prog else ""
         hint = f"; see '{PROG} {command} --help'" if command else f"; see '{PROG} --help'"
         raise UsageError(message + hint)
+
+
+def plural(n: int, word: str) -> str:
+    """``"1 epoch"``, ``"3 epochs"``."""
+    return f"{n} {word}{'' if n == 1 else 'es' if word.endswith('s') else 's'}"
+
+
+def warn(message: str) -> None:
+    """A warning line on stderr (shown even with ``--quiet``)."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
 
 
 def fail(message: str) -> NoReturn:
@@ -112,7 +123,10 @@ def _number(kind: type, spec: Spec) -> Callable[[str], Any]:
 
 def parse_int_list(text: str) -> list[int]:
     """``"256,128"`` -> ``[256, 128]``."""
-    parts = [p.strip() for p in text.replace(" ", ",").split(",") if p.strip()]
+    parts = [p.strip() for p in text.strip().replace(" ", ",").split(",")]
+    if any(not p for p in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers such as 256,128 (no empty "
+                                         f"entries), got {text!r}")
     try:
         values = [int(p) for p in parts]
     except ValueError:
@@ -180,6 +194,9 @@ def apply_overrides(config: RunConfig, args: argparse.Namespace) -> RunConfig:
         else:
             data.update(name=source, path=None)
     model = by_section.get("model", {})
+    if "hidden" in model and "layers" in model:
+        raise UsageError(f"give either --layers N (widths by the heuristic) or --hidden W1,W2,... (the widths), not both "
+                         f"(got --layers {model['layers']} --hidden {','.join(str(w) for w in model['hidden'])})")
     if "hidden" in model and "layers" not in model:
         model["layers"] = None  # --hidden replaces a depth or a layer list from the config
     if "layers" in model and "hidden" not in model:

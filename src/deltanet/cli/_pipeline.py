@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import csv
 import inspect
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import numpy
 from .. import backend
 from ..config import DEFAULT_DATASET, ConfigError, DataConfig, ModelConfig, RunConfig, load_config
 from ..modules.base import _REGISTRY, Module, build
-from ._common import UsageError, fail
+from ._common import UsageError, fail, warn
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.toml"
@@ -81,10 +82,95 @@ def load_data(data: DataConfig) -> Any:
         return load_dataset(source, **options)
     except (ValueError, TypeError, OSError, ImportError) as exc:
         info = DATASETS.get(source.lower())
-        hint = ""
-        if info is not None and info.kind == "files" and data.data_dir is None:
-            hint = f" (on the command line: --data {info.name} --data-dir DIR)"
-        raise UsageError(f"{exc}{hint}") from None
+        if info is not None and info.kind == "files":
+            where = "in --data-dir " + str(data.data_dir) if data.data_dir is not None else "found"
+            raise UsageError(f"the {info.name} files were not {where}: pass --data {info.name} --data-dir DIR (a directory "
+                             f"holding its files) or set DELTANET_DATA; the loader said: {_cli_terms(str(exc))}") from None
+        raise UsageError(_cli_terms(str(exc))) from None
+
+
+def _cli_terms(message: str) -> str:
+    """A library message in command-line terms: ``path=DIR`` -> ``--data-dir DIR``."""
+    message = message.replace("path=DIR", "--data-dir DIR").replace("pass path=", "pass --data-dir ")
+    message = re.sub(r",?\s*(or )?(pass |use )?download=True( on a machine with a network)?", "", message)
+    return message
+
+
+#: The minimum hidden width below which the heuristic's choice is probably a mistake.
+MIN_HEURISTIC_WIDTH = 8
+
+
+def check_data(ds: Any, data: DataConfig) -> None:
+    """Refuse data that cannot train anything; warn about a probable mistake (with the option that fixes it)."""
+    if ds.task != "classification":
+        return
+    y = numpy.asarray(ds.y)
+    if y.ndim == 1:
+        classes = numpy.unique(y) if y.size else y
+        if len(classes) < 2:
+            shown = ds.class_names[0] if ds.class_names else (classes[0] if len(classes) else "none")
+            fail(f"the target has one class ({shown!r}) in {ds.name}: there is nothing to learn (a constant "
+                 "prediction is 100% right); check --target, or the data")
+        names = list(ds.class_names or [])
+        integer = all(re.fullmatch(r"[+-]?\d+(\.0*)?", str(n).strip()) for n in names)
+        if data.task is None and len(classes) > 50 and integer:
+            warn(f"the target of {ds.name} has {len(classes)} distinct integer values, trained as a {len(classes)}-class "
+                 "classification; if it is a quantity, pass --task regression")
+
+
+def check_heuristic_widths(model: ModelConfig, n_in: int, n_out: int) -> None:
+    """Warn when ``--layers N`` picks hidden widths too narrow to learn (a geometric progression of small ends)."""
+    if model.explicit or model.hidden is not None or not model.layers:
+        return
+    widths = model.hidden_sizes(n_in, n_out)
+    if widths and min(widths) < MIN_HEURISTIC_WIDTH:
+        warn(f"--layers {model.layers} picks hidden widths {widths} for {n_in} inputs and {n_out} outputs (the heuristic "
+             f"d_l = sqrt(d_(l-1) d_(l+1))); widths under {MIN_HEURISTIC_WIDTH} rarely learn"
+             + (f", and dropout {model.dropout:g} removes more" if model.dropout else "")
+             + "; give the widths with --hidden, e.g. --hidden " + ",".join(["32"] * model.layers))
+
+
+#: Input and output widths of the named datasets, from the registry (no data files needed).
+def known_shape(data: DataConfig) -> tuple[int, int, str] | None:
+    """``(n_features, n_outputs, task)`` of a named dataset without loading it, or None (a file, or unknown)."""
+    from ..data import DATASETS
+
+    if data.path is not None:
+        return None
+    info = DATASETS.get((data.name or DEFAULT_DATASET).lower())
+    if info is None or not info.n_features or (info.task == "classification" and not info.n_classes):
+        return None
+    return int(info.n_features), int(info.n_classes or 1), info.task
+
+
+def parameter_count(sizes: list[int], batch_norm: bool = False) -> int:
+    """Parameters of ``mlp(sizes)`` from the widths alone (weights and biases; batch norm's gamma and beta)."""
+    total = 0
+    hidden = len(sizes) - 2
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        is_hidden = i < hidden
+        total += a * b + (0 if (batch_norm and is_hidden) else b) + (2 * b if batch_norm and is_hidden else 0)
+    return total
+
+
+def available_memory() -> int | None:
+    """Physical memory in bytes (None where the system does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(n_params: int, dtype: str, copies: int = 4, what: str = "training") -> None:
+    """Refuse a network whose parameters (weights, gradients, Adam's two moments) would not fit in memory."""
+    need = n_params * numpy.dtype(dtype).itemsize * copies
+    have = available_memory()
+    if have is not None and need > have:
+        fail(f"the network has {n_params:,} parameters: {what} needs about {need / 2**30:,.1f} GiB ({copies} copies in "
+             f"{dtype}: weights, gradients, optimizer state), more than this machine's {have / 2**30:,.1f} GiB; "
+             "choose smaller --hidden widths")
 
 
 @dataclass
@@ -190,6 +276,7 @@ def build_model(model: ModelConfig, n_in: int, n_out: int, seed: int) -> Module:
 
     if not model.explicit:
         sizes = [n_in, *model.hidden_sizes(n_in, n_out), n_out]
+        check_memory(parameter_count(sizes, model.batch_norm), model.dtype)
         return mlp(sizes, model.activation, dropout=model.dropout, batch_norm=model.batch_norm, init=model.init,
                    rng=seed, dtype=model.dtype)
     layers = _seed_layers(copy.deepcopy(model.layers), numpy.random.default_rng(seed))
@@ -229,9 +316,13 @@ def input_width(net: Module) -> int | None:
 TASK_LOSSES = {"classification": ("cross_entropy", "softmax_cross_entropy"), "regression": ("mse",)}
 
 
-def make_trainer(config: RunConfig, model: Module, task: str, *, progress: bool, has_validation: bool = True) -> Any:
-    """A :class:`deltanet.training.Trainer` with every setting of ``[train]``."""
-    from ..training import EarlyStopping, Trainer
+def make_trainer(config: RunConfig, model: Module, task: str, *, progress: bool, has_validation: bool = True,
+                 log_every: int | None = None, callbacks: list[Any] | None = None) -> Any:
+    """A :class:`deltanet.training.Trainer` with every setting of ``[train]``.
+
+    ``log_every``: with ``progress``, print every N-th epoch's line (and the last) where the progress bar supports it.
+    """
+    from ..training import EarlyStopping, ProgressBar, Trainer
 
     t = config.train
     loss = t.loss_name(task)
@@ -261,9 +352,22 @@ def make_trainer(config: RunConfig, model: Module, task: str, *, progress: bool,
     early = None
     if t.patience is not None:
         early = EarlyStopping(patience=t.patience, min_delta=t.min_delta, restore_best=t.restore_best)
+    callbacks = list(callbacks or [])
+    if progress and log_every is not None:
+        trainer_params = inspect.signature(Trainer).parameters
+        if "log_every" in trainer_params:
+            extra_kw: dict[str, Any] = {"log_every": log_every}
+        elif "log_every" in inspect.signature(ProgressBar).parameters:
+            callbacks.append(ProgressBar(log_every=log_every))
+            progress, extra_kw = False, {}
+        else:
+            extra_kw = {}
+    else:
+        extra_kw = {}
     try:
         return Trainer(model, loss=loss, optimizer=t.optimizer, lr=t.learning_rate(), schedule=schedule,
                        batch_size=t.batch_size, epochs=t.epochs, l2=t.l2, clip_norm=t.clip, seed=t.seed, progress=progress,
+                       callbacks=callbacks, **extra_kw,
                        stop_loss_below=t.loss_below, stop_grad_norm_below=t.grad_norm_below, early_stopping=early,
                        task=task, optimizer_kwargs=optimizer_kwargs or None, schedule_kwargs=schedule_kwargs or None)
     except (ValueError, TypeError) as exc:
@@ -311,10 +415,16 @@ def run_config_of(model_file: Any) -> RunConfig | None:
 def load_config_or_fail(path: str | None) -> RunConfig:
     if path is None:
         return RunConfig()
+    if path.lower().endswith((".csv", ".npz", ".tsv")):
+        fail(f"{path} is a data file, not a configuration: pass it as --data {path} (the positional argument is a "
+             ".toml configuration)")
     try:
         return load_config(path)
     except ConfigError as exc:
-        raise UsageError(str(exc)) from None
+        hint = ""
+        if "not valid TOML" in str(exc) and not path.lower().endswith(".toml"):
+            hint = f"; to train on a data file, pass --data {path}"
+        raise UsageError(str(exc) + hint) from None
 
 
 def standardizer_of(model_file: Any) -> Any:

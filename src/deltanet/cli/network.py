@@ -14,13 +14,19 @@ from ..modules.base import Module
 from ._common import add_config_options, apply_overrides, fail
 from ._pipeline import (
     build_model,
+    check_heuristic_widths,
     input_width,
+    known_shape,
     load_config_or_fail,
     load_data,
     load_model,
     n_outputs,
+    parameter_count,
     split_and_scale,
 )
+
+#: Above this many bytes of weights ``summary`` counts from the widths instead of building the network.
+SUMMARY_BUILD_LIMIT = 256 * 2**20
 
 
 def add_parsers(sub: Any) -> None:
@@ -129,6 +135,21 @@ def format_summary(net: Module, n_in: int) -> str:
     return "\n".join(lines)
 
 
+def format_widths(sizes: list[int], dtype: str) -> str:
+    """The Linear layers of an MLP counted from its widths alone (no weights allocated)."""
+    lines = [f"{'layer':<28}  {'parameters':>15}  {'FLOPs/sample':>15}"]
+    total = flops = 0
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        n, f = a * b + b, 2 * a * b
+        total, flops = total + n, flops + f
+        lines.append(f"{f'Linear({a} -> {b})':<28}  {n:>15,}  {f:>15,}")
+    size = total * numpy.dtype(dtype).itemsize
+    lines.append(f"{'total':<28}  {total:>15,}  {flops:>15,}")
+    lines.append(f"(counted from the widths; the weights alone take {size / 2**30:,.2f} GiB in {dtype}, "
+                 "so the network was not built)")
+    return "\n".join(lines)
+
+
 def run_summary(args: argparse.Namespace) -> int:
     source = args.source
     is_config = source is None or source.lower().endswith(".toml")
@@ -141,8 +162,14 @@ def run_summary(args: argparse.Namespace) -> int:
         net = _build_explicit(config, n_in)
         heading.append(f"input: {n_in} features (from the first layer)")
     else:
-        ds = load_data(config.data)
-        n_in, n_out = ds.n_features, n_outputs(ds)
+        shape = known_shape(config.data)  # a named dataset's widths are known without its files
+        if shape is not None:
+            n_in, n_out, task_kind = shape
+            data_name = (config.data.name or "digits").lower()
+        else:
+            ds = load_data(config.data)
+            n_in, n_out, task_kind, data_name = ds.n_features, n_outputs(ds), ds.task, ds.name
+        check_heuristic_widths(config.model, n_in, n_out)
         hidden = config.model.hidden_sizes(n_in, n_out)
         if config.model.hidden is not None:
             why = "as configured"
@@ -151,13 +178,19 @@ def run_summary(args: argparse.Namespace) -> int:
                    f"a geometric progression from {n_in} to {n_out}")
         else:
             why = "the default"
-        net = build_model(config.model, n_in, n_out, 0)
-        task = f"{n_out} classes" if ds.task == "classification" else f"{n_out} output(s), regression"
-        heading.append(f"data: {ds.name}: {n_in} features -> {task}")
+        task = f"{n_out} classes" if task_kind == "classification" else f"{n_out} output(s), regression"
+        heading.append(f"data: {data_name}: {n_in} features -> {task}")
         heading.append(f"hidden widths: {hidden} ({why})")
         heading.append(f"activation: {config.model.activation}, dropout {config.model.dropout:g}, "
                        f"batch norm {'on' if config.model.batch_norm else 'off'}; output: logits "
-                       f"({'softmax cross-entropy' if ds.task == 'classification' else 'identity'})")
+                       f"({'softmax cross-entropy' if task_kind == 'classification' else 'identity'})")
+        sizes = [n_in, *hidden, n_out]
+        n_params = parameter_count(sizes, config.model.batch_norm)
+        if n_params * numpy.dtype(config.model.dtype).itemsize > SUMMARY_BUILD_LIMIT:
+            print("\n".join(heading))
+            print(format_widths(sizes, config.model.dtype))
+            return 0
+        net = build_model(config.model, n_in, n_out, 0)
     print("\n".join(heading))
     print(format_summary(net, n_in))
     return 0
@@ -214,6 +247,12 @@ def _summary_of_model(args: argparse.Namespace, source: str) -> int:
 # gradcheck
 # ---------------------------------------------------------------------------
 
+def _has_batch_norm(config: Any) -> bool:
+    if not config.model.explicit:
+        return bool(config.model.batch_norm)
+    return "BatchNorm" in repr(config.model.layers)
+
+
 def _layer_of(name: str) -> str:
     return name.split(".", 1)[0] if name != "input" else "input"
 
@@ -229,6 +268,9 @@ def run_gradcheck(args: argparse.Namespace) -> int:
         if not value > 0:
             fail(f"{flag} must be > 0, got {value}")
     config = apply_overrides(load_config_or_fail(args.config), args)
+    if args.batch_size == 1 and not args.eval and _has_batch_norm(config):
+        fail("--batch-size 1 with batch normalization in training mode: the batch statistics of one row are that row "
+             "(variance 0), so every output is 0 and there is no gradient to check; use --batch-size 2 or more, or --eval")
     ds = load_data(config.data)
     parts, _ = split_and_scale(ds, config.data)
     n_in, n_out = ds.n_features, n_outputs(ds)
