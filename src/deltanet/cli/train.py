@@ -309,6 +309,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..io import atomic_write, save
 
+    labels = layer_labels(model)
+    health = _health(history, model, parts.X_train, labels)
+
     preprocessing: dict[str, Any] = {}
     if parts.scaler is not None:
         preprocessing["standardizer"] = parts.scaler.to_dict()
@@ -327,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
         with atomic_write(run_dir / "metrics.json", "w", encoding="utf-8") as f:
             f.write(json.dumps(_json_safe(metrics), indent=1) + "\n")
         if not args.no_report:
-            _write_report(args, run_dir, config, ds, parts, history, metrics, model, y_pred, trainer)
+            _write_report(args, run_dir, config, ds, parts, history, metrics, model, y_pred, trainer, labels, health)
         if not interrupted:
             checkpoint.unlink(missing_ok=True)  # the run is over: the model file holds its result
         if replace_old:
@@ -352,6 +355,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"final training loss: {last.get('train_loss', float('nan')):.4g} (no test split: test_fraction = 0)")
     print(f"saved weights: epoch {weights_epoch} ({weights_why})")
+    if health and not args.quiet:
+        print("backprop health:")
+        for line in health:
+            print(f"  - {line}")
     print(f"run directory: {final_dir}  ({plural(len(history), 'epoch')}; training {train_time:.2f} s, "
           f"total {elapsed:.1f} s)")
     if diverged:
@@ -402,10 +409,50 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
+def layer_labels(model: Any) -> dict[str, str]:
+    """One name per module path for the console and every figure: "hidden layer N (ReLU)", "output layer (Linear)".
+
+    Layers are counted by the model's top-level chain: the N-th hidden layer is the N-th ``Linear`` (or other
+    module with parameters) and the modules after it up to the next one; the last such module is the output layer.
+    Nested modules take their top-level module's name with their own path.
+    """
+    top = list(model.named_children()) or [("", model)]
+    weighted = [i for i, (_, m) in enumerate(top) if m.num_parameters() and not _is_norm(m)]
+    labels: dict[str, str] = {}
+    for i, (path, m) in enumerate(top):
+        n = sum(1 for w in weighted if w <= i)
+        layer = "output layer" if weighted and n == len(weighted) else (f"hidden layer {n}" if n else "input")
+        labels[path] = f"{layer} ({type(m).__name__})"
+        for sub, child in m.named_modules():
+            if sub:
+                labels[f"{path}.{sub}" if path else sub] = f"{layer}: {sub} ({type(child).__name__})"
+    return labels
+
+
+def _is_norm(m: Any) -> bool:
+    from ..modules.normalization import BatchNorm
+
+    return isinstance(m, BatchNorm)
+
+
+def _health(history: Any, model: Any, X_train: numpy.ndarray, labels: dict[str, str]) -> list[str]:
+    """The backprop health verdicts (report.health), dead and saturated units measured on a fixed sample."""
+    from ..report.health import health_summary
+    from ..training.metrics import unit_health
+
+    units = None
+    if len(X_train) and len(history):
+        try:
+            units = unit_health(model, X_train[:512])
+        except (ValueError, TypeError):  # a model whose activations cannot be read this way: gradients only
+            units = None
+    return health_summary(history, layer_labels=labels, unit_health=units)
+
+
 def _write_report(args: argparse.Namespace, run_dir: Path, config: Any, ds: Any, parts: Any, history: Any,
-                  metrics: dict[str, Any], model: Any, y_pred: Any, trainer: Any) -> None:
+                  metrics: dict[str, Any], model: Any, y_pred: Any, trainer: Any, labels: dict[str, str],
+                  health: list[str]) -> None:
     from ..report import write_report
-    labels = {path: f"layer {path} ({type(m).__name__})" for path, m in model.named_modules() if path}
     shown = {}
     for key, value in metrics.items():
         if key.endswith("accuracy") and isinstance(value, float):
@@ -426,7 +473,7 @@ def _write_report(args: argparse.Namespace, run_dir: Path, config: Any, ds: Any,
     report = write_report(run_dir, history, config_text=dumps_toml(config.to_dict()), metrics=shown, facts=facts,
                           y_true=parts.y_test if y_pred is not None else None, y_pred=y_pred,
                           class_names=ds.class_names, predict=predict, X=ds.X if predict else None,
-                          y=ds.y if predict else None, feature_names=ds.feature_names, layer_labels=labels,
+                          y=ds.y if predict else None, feature_names=ds.feature_names, layer_labels=labels, health=health,
                           title=f"deltanet run {run_dir.name}")
     for notice in report.notices:
         info(args, f"deltanet: {notice}")
