@@ -193,7 +193,7 @@ def test_predict_reads_feature_columns_by_name(trained, tmp_path, capsys):
     path.write_text("x2,extra,x1\n0.5,9,0.1\n-0.3,9,0.2\n")  # reordered columns, an extra one, no target
     code, out, err = run(["predict", run_dir, "--data", path], capsys)
     assert code == 0, err
-    got = [line.split(",")[1] for line in out.strip().splitlines()[1:]]
+    got = [r["prediction"] for r in csv.DictReader(io.StringIO(out))]
     scaler = dn.data.Standardizer.from_dict(mf.preprocessing["standardizer"])
     logits = mf.model.forward(scaler.transform(np.array([[0.1, 0.5], [0.2, -0.3]])).astype(np.float32))
     assert got == [str(k) for k in logits.argmax(axis=1)]

@@ -454,34 +454,70 @@ def csv_header(path: Path) -> list[str]:
     fail(f"{path}: the file is empty; expected a header line of column names")
 
 
-def read_feature_csv(path: Path, feature_names: list[str]) -> numpy.ndarray:
-    """The model's feature columns of a CSV file with a header (by name; other columns are ignored)."""
+def read_feature_csv(path: Path, feature_names: list[str], target: str | None = None
+                     ) -> tuple[numpy.ndarray, numpy.ndarray | None, dict[str, numpy.ndarray]]:
+    """The model's feature columns of a CSV file with a header, matched by name, and the file's other columns.
+
+    Returns ``(X, target_cells, others)``: ``X`` float64 of shape ``(n_rows, len(feature_names))`` with the
+    columns in the order of ``feature_names`` (wherever they stand in the file); the target column's cells
+    (stripped strings), or None when ``target`` is None; ``others``: every other column of the file, name ->
+    stripped strings, in file order (never parsed). A missing feature or target column is refused by name.
+    """
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
+            reader = csv.reader(f)
+            for record in reader:
+                if not record or not any(c.strip() for c in record):
+                    continue
+                if header is None:
+                    header = [c.strip() for c in record]
+                    continue
+                if len(record) != len(header):
+                    fail(f"{path} line {reader.line_num}: expected {len(header)} fields as in the header, got {len(record)}")
+                rows.append(record)
+                lines.append(reader.line_num)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"cannot read {path}: {exc}") from None
-    if not rows:
+    if header is None:
         fail(f"{path}: the file is empty; expected a header line of column names")
-    header = [h.strip() for h in rows[0]]
+    wanted = [*feature_names, *([target] if target is not None else [])]
     missing = [n for n in feature_names if n not in header]
     if missing:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        fail(f"{path}: the model's feature column(s) {shown} are missing; the file has columns {', '.join(header[:10])}"
+        shown = ", ".join(missing[:5]) + (f" ... ({len(missing)} in all)" if len(missing) > 5 else "")
+        fail(f"{path}: the model's feature column(s) {shown} are missing (columns are matched by name); the file has "
+             f"columns {', '.join(header[:10])}" + (" ..." if len(header) > 10 else ""))
+    if target is not None and target not in header:
+        fail(f"{path}: no target column {target!r}; the file has columns {', '.join(header[:10])}"
              + (" ..." if len(header) > 10 else ""))
-    cols = [header.index(n) for n in feature_names]
-    X = numpy.empty((len(rows) - 1, len(cols)), dtype=numpy.float64)
-    for i, row in enumerate(rows[1:]):
-        if len(row) != len(header):
-            fail(f"{path} row {i + 2}: expected {len(header)} fields as in the header, got {len(row)}")
-        for j, c in enumerate(cols):
-            try:
-                X[i, j] = float(row[c])
-            except ValueError:
-                fail(f"{path} row {i + 2}, column {header[c]!r}: {row[c]!r} is not a number")
-    if not numpy.isfinite(X).all():
-        i, j = numpy.argwhere(~numpy.isfinite(X))[0]
-        fail(f"{path} row {i + 2}, column {feature_names[j]!r}: missing or non-finite value")
-    if len(X) == 0:
+    dup = sorted({n for n in wanted if header.count(n) > 1})
+    if dup:
+        fail(f"{path}: the column name(s) {', '.join(dup)} appear more than once in the header")
+    if not rows:
         fail(f"{path}: no data rows after the header line")
-    return X
+    cells = numpy.char.strip(numpy.array(rows, dtype=str).reshape(len(rows), len(header)))
+    cols = [header.index(n) for n in feature_names]
+    raw = cells[:, cols]
+    try:
+        X = raw.astype(numpy.float64)
+        ok = bool(numpy.isfinite(X).all())
+    except ValueError:
+        ok = False
+    if not ok:  # the error path only: find the first bad cell
+        for i in range(raw.shape[0]):
+            for j in range(raw.shape[1]):
+                cell = str(raw[i, j])
+                try:
+                    good = bool(numpy.isfinite(float(cell)))
+                except ValueError:
+                    good = False
+                if not good:
+                    what = "missing or non-finite value" if cell == "" or cell.lower() in (
+                        "nan", "na", "null", "none", "inf", "-inf", "+inf", "infinity") else f"{cell!r} is not a number"
+                    fail(f"{path} line {lines[i]}, column {feature_names[j]!r}: {what}")
+    used = set(wanted)
+    others = {h: cells[:, j] for j, h in enumerate(header) if h not in used}
+    target_cells = cells[:, header.index(target)] if target is not None else None
+    return X, target_cells, others
