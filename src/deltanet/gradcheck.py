@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,6 +105,11 @@ def gradcheck(target: Module | Loss, x: Any, y: Any = None, *, training: bool = 
     -------
     GradcheckResult
 
+    Raises
+    ------
+    ValueError
+        ``eps`` or ``tol`` is not a positive finite number, or ``max_entries`` is not a positive int.
+
     Notes
     -----
     For a module the scalar checked is f(x) = sum(forward(x) * G) for a fixed
@@ -112,6 +118,13 @@ def gradcheck(target: Module | Loss, x: Any, y: Any = None, *, training: bool = 
     must return df/dz. Keep inputs away from kinks (ReLU at 0): the derivative
     is not defined there and a difference quotient straddling it is wrong.
     """
+    for what, v in (("eps", eps), ("tol", tol)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, numpy.integer, numpy.floating)) or not (math.isfinite(v) and v > 0):
+            hint = " (the finite-difference step; 1e-6 suits float64)" if what == "eps" else ""
+            raise ValueError(f"gradcheck: {what} must be a positive finite number{hint}, got {v!r}")
+    if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, (int, numpy.integer))
+                                    or max_entries < 1):
+        raise ValueError(f"gradcheck: max_entries must be a positive int or None, got {max_entries!r}")
     # a stream of its own (not default_rng(seed)): an upstream gradient equal to data drawn with the same
     # seed makes some true gradients vanish (LayerNorm's does for G = x), leaving only round-off to compare
     rng = numpy.random.default_rng([seed, 0x6772616463686B])

@@ -29,6 +29,7 @@ deltanet module types, and weights must be finite. Writing is atomic.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -70,21 +71,44 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb", **open_kwargs: 
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise _os_error(errno.EISDIR, f"cannot write {path}: it is a directory; give a file name inside it")
     if not directory.is_dir():
         raise FileNotFoundError(f"cannot write {path}: the directory {directory} does not exist")
     tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
     try:
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from exc
         raise
     _fsync_directory(directory)
+
+
+def _write_error(path: Path, exc: OSError) -> OSError:
+    """``exc`` again, with a message that names the file being written rather than its temporary file."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    hint = "; free some disk space and try again" if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) else ""
+    message = f"cannot write {path}: {reason}{hint}"
+    return _os_error(exc.errno, message)
+
+
+def _os_error(code: int | None, message: str) -> OSError:
+    """An OSError of the subclass for ``code`` (PermissionError, ...) whose str() is just ``message``."""
+    cls = type(OSError(code, "")) if code is not None else OSError
+    err = cls(message)
+    err.errno = code
+    return err
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -295,6 +319,10 @@ def save(model: Module, path: str | os.PathLike[str], *, preprocessing: dict[str
 
     Raises
     ------
+    IsADirectoryError
+        ``path`` is a directory.
+    OSError
+        The file cannot be written (its message names ``path``; no temporary file is left).
     TypeError
         ``model`` is not a Module, or the dicts are not JSON-serialisable.
     ValueError
@@ -302,6 +330,9 @@ def save(model: Module, path: str | os.PathLike[str], *, preprocessing: dict[str
     """
     if not isinstance(model, Module):
         raise TypeError(f"save expects a deltanet Module, got {type(model).__name__}")
+    if Path(path).is_dir():
+        raise _os_error(errno.EISDIR, f"cannot save the model to {path}: it is a directory; give a file name "
+                              f"such as {Path(path) / 'model.safetensors'}")
     state = {name: backend.to_numpy(a) for name, a in model.state_dict().items()}
     for name, a in state.items():
         if a.dtype.kind == "f" and not numpy.isfinite(a).all():

@@ -85,9 +85,11 @@ class SoftmaxCrossEntropy(Loss):
     r"""Softmax followed by cross-entropy, fused: L = -sum_i t_i log y_i, y = softmax(z).
 
     ``forward(z, t)``: ``z`` are the logits, shape ``(batch, C)`` (or
-    ``(batch, ..., C)``); ``t`` is either integer labels of shape ``(batch,)``
-    (``(batch, ...)``) with values in [0, C), or target probabilities of the
-    same shape as ``z``. Returns the mean over the batch.
+    ``(batch, ..., C)``; 1-D logits are refused); ``t`` is either integer labels
+    of shape ``(batch,)`` (``(batch, ...)``) with values in [0, C), or float
+    target probabilities of the same shape as ``z`` (an integer array of that
+    shape is refused as ambiguous: pass its ``argmax`` or cast it to float).
+    Returns the mean over the batch.
 
     Notes
     -----
@@ -117,6 +119,10 @@ class SoftmaxCrossEntropy(Loss):
 
     def forward(self, output: Any, target: Any, sample_weight: Any = None) -> float:
         z = self._output(output)
+        if z.ndim < 2:
+            raise ValueError(f"SoftmaxCrossEntropy: logits must have shape (batch, classes) (or (batch, ..., classes)), "
+                             f"got shape {tuple(z.shape)}; for a single sample use z[None, :], for a binary "
+                             "problem with one logit per sample use BinaryCrossEntropyWithLogits")
         if not hasattr(target, "dtype"):
             target = numpy.asarray(target)
         if target.ndim == 0 or target.shape[0] != z.shape[0]:
@@ -129,6 +135,10 @@ class SoftmaxCrossEntropy(Loss):
             labels = self._labels(target, n_classes) if self._check_targets or target.dtype.kind not in "iu" else target
             loss, grad = self._from_labels(z.reshape(-1, n_classes), labels.reshape(-1), sample_weight)
         elif target.shape == z.shape:
+            if target.dtype.kind in "iu":
+                raise TypeError(f"SoftmaxCrossEntropy: an integer target of the logits' shape {tuple(z.shape)} is ambiguous; "
+                                f"pass class indices of shape {tuple(z.shape[:-1])} (e.g. target.argmax(axis=-1) for "
+                                "one-hot rows) or float probabilities (target.astype(float))")
             loss, grad = self._from_probabilities(z.reshape(-1, n_classes), target, sample_weight)
         else:
             raise ValueError(f"SoftmaxCrossEntropy: target must be labels of shape {tuple(z.shape[:-1])} or "
@@ -312,7 +322,14 @@ def _matching_target(loss: Loss, y: Any, target: Any) -> Any:
         elif target.shape[:1] != y.shape[:1]:
             raise ValueError(f"{type(loss).__name__}: batch size mismatch: output has {y.shape[0]} rows, target has {target.shape[0] if target.ndim else 0}")
         else:
-            raise ValueError(f"{type(loss).__name__}: target shape {tuple(target.shape)} does not match output shape {tuple(y.shape)}")
+            hint = ""
+            if target.ndim == 1 and y.ndim == 2:
+                hint = (f"; class labels for {y.shape[1]} outputs? use SoftmaxCrossEntropy (loss 'cross_entropy'), "
+                        "or give one target column per output")
+            elif target.ndim == 2 and y.ndim == 1 and target.shape[1] == 1:
+                hint = "; give the output shape (batch, 1) too, or flatten the target"
+            raise ValueError(f"{type(loss).__name__}: target shape {tuple(target.shape)} does not match output shape "
+                             f"{tuple(y.shape)}{hint}")
     t = xp.asarray(target, dtype=y.dtype)
     if loss._check_targets:
         check_finite(t, f"{type(loss).__name__} (target)")

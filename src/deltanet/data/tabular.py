@@ -229,12 +229,23 @@ def load_npz(path: str | os.PathLike[str], *, x_key: str = "X", y_key: str = "y"
     """
     path = Path(path)
     _check_task(task)
+    not_npz = f"{path} is not a valid .npz file (NumPy zip archive); write one with numpy.savez(path, X=features, y=targets)"
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except IsADirectoryError as exc:
+        raise ValueError(f"{path} is a directory, not a .npz file") from exc
+    # numpy.load's own message for a file that is neither a zip nor .npy is advice to unpickle it (unsafe):
+    # a zip archive starts "PK\x03\x04" (or "PK\x05\x06" when empty), a single .npy array "\x93NUMPY"
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
+        raise ValueError(not_npz)
     try:
         archive = numpy.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
-        raise ValueError(f"{path}: not a readable .npz archive ({exc})") from exc
+        reason = "" if "pickle" in str(exc) else f": {exc}"
+        raise ValueError(f"{path} is not a valid .npz file (NumPy zip archive); not a readable .npz archive{reason}") from exc
     if not isinstance(archive, numpy.lib.npyio.NpzFile):
         raise ValueError(f"{path}: expected an .npz archive holding arrays {x_key!r} and {y_key!r}, got a single array")
     with archive:

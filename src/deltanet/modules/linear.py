@@ -81,7 +81,11 @@ class Linear(Module):
         self.out_features = out_features
         self.dtype = backend.resolve_dtype(dtype)
         self.init = init if isinstance(init, str) else getattr(init, "__name__", "custom")
-        w = initializers.get(init)((out_features, in_features), backend.make_rng(rng), self.dtype)
+        draw = initializers.get(init)
+        if draw in initializers.INITIALIZERS.values():   # drawn column-major in place: no copy of a large weight
+            w = draw((out_features, in_features), backend.make_rng(rng), self.dtype, order="F")
+        else:
+            w = draw((out_features, in_features), backend.make_rng(rng), self.dtype)
         w = backend.xp.asfortranarray(w)                 # column-major: see "Memory layout"
         self.weight = self.add_parameter("weight", Parameter(w, decay=True))
         self.bias = self.add_parameter("bias", Parameter(backend.xp.zeros(out_features, dtype=self.dtype), decay=False)) if bias else None
