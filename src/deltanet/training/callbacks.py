@@ -142,19 +142,30 @@ class ModelCheckpoint(Callback):
     save_on_end : bool
         Also save when ``fit`` ends on an epoch not yet saved (after Ctrl-C, a
         divergence -- holding the last good weights -- or early stopping).
+    complete_epochs_only : bool
+        Save only states at the end of an epoch that ran all its batches
+        (:attr:`Trainer.epoch_complete`): an epoch cut short by Ctrl-C or
+        SIGTERM is not saved, neither at its end nor by ``save_on_end``, so the
+        file always holds the last complete epoch and resuming from it ends
+        bit-identical to an uninterrupted run (the cut epoch is run again).
 
     The file holds weights, buffers, optimizer and schedule state, random
-    generator states, epoch and history (see :meth:`Trainer.save_checkpoint`);
-    ``Trainer.load_checkpoint(path)`` or ``trainer.resume(path)`` continues the
-    run exactly where it was saved. Each write is atomic.
+    generator states, epoch, the run's planned last epoch and history (see
+    :meth:`Trainer.save_checkpoint`); ``Trainer.load_checkpoint(path)`` or
+    ``trainer.resume(path)``, then ``fit`` (without ``epochs=``), continues the
+    run where it was saved up to its planned last epoch. Each write is atomic:
+    a temporary file in the same folder, fsync, ``os.replace``, so a crash or
+    ``kill -9`` mid-write leaves the previous checkpoint intact.
     """
 
-    def __init__(self, path: str | os.PathLike[str], every: int = 1, save_on_end: bool = True) -> None:
-        if not isinstance(every, int) or every < 1:
+    def __init__(self, path: str | os.PathLike[str], every: int = 1, save_on_end: bool = True,
+                 complete_epochs_only: bool = False) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"ModelCheckpoint: every must be a positive int, got {every!r}")
         self.path = os.fspath(path)
         self.every = every
         self.save_on_end = bool(save_on_end)
+        self.complete_epochs_only = bool(complete_epochs_only)
         self.saved: list[str] = []
         self._last_epoch: int | None = None
 
@@ -165,12 +176,15 @@ class ModelCheckpoint(Callback):
         self._last_epoch = trainer.epoch
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None:
-        if epoch % self.every == 0:
+        if epoch % self.every == 0 and (trainer.epoch_complete or not self.complete_epochs_only):
             self._save(trainer)
 
     def on_train_end(self, trainer: Trainer, history: History) -> None:
-        if self.save_on_end and trainer.epoch > 0 and self._last_epoch != trainer.epoch:
-            self._save(trainer)
+        if not (self.save_on_end and trainer.epoch > 0 and self._last_epoch != trainer.epoch):
+            return
+        if self.complete_epochs_only and not trainer.epoch_complete:
+            return
+        self._save(trainer)
 
     def __repr__(self) -> str:
         return f"ModelCheckpoint(path={self.path!r}, every={self.every})"

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import numpy
@@ -97,24 +99,42 @@ def save_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
 
 
 def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a state written by :func:`save_state` (no pickle: ``allow_pickle=False``)."""
+    """Read a state written by :func:`save_state` (no pickle: ``allow_pickle=False``).
+
+    A file that is not a checkpoint, or a damaged one (truncated, corrupted), raises ``ValueError``
+    ``"<path> is not a deltanet checkpoint or is damaged: ..."``; a missing file ``FileNotFoundError``.
+    """
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise IsADirectoryError(f"{name!r} is a directory, not a deltanet checkpoint file")
     try:
-        data = numpy.load(os.fspath(path), allow_pickle=False)
+        data = numpy.load(name, allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (ValueError, OSError) as exc:
-        raise ValueError(f"{os.fspath(path)!r} is not a deltanet checkpoint (.npz): {exc}") from exc
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{name!r} is not a deltanet checkpoint or is damaged: {exc}") from exc
+    if not hasattr(data, "files"):
+        raise ValueError(f"{name!r} is not a deltanet checkpoint or is damaged: a single .npy array, not an .npz archive")
     with data:
-        if not hasattr(data, "files") or _META not in data.files:
-            raise ValueError(f"{os.fspath(path)!r} is not a deltanet checkpoint: no {_META} entry")
-        meta = json.loads(str(data[_META][()]))
-        if meta.get("format") != FORMAT:
-            raise ValueError(f"{os.fspath(path)!r} is not a deltanet checkpoint (format {meta.get('format')!r})")
-        if meta.get("version", 0) > VERSION:
-            raise ValueError(f"{os.fspath(path)!r} was written by a newer deltanet (checkpoint version "
-                             f"{meta['version']} > {VERSION}); upgrade deltanet to read it")
-        arrays = {name: backend.xp.asarray(data[name]) for name in data.files if name != _META}
-    return unflatten(meta["state"], arrays)
+        if _META not in data.files:
+            raise ValueError(f"{name!r} is not a deltanet checkpoint: no {_META} entry")
+        try:
+            meta = json.loads(str(data[_META][()]))
+            if not isinstance(meta, dict):
+                raise ValueError(f"{_META} is a {type(meta).__name__}, not an object")
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"{name!r} is not a deltanet checkpoint (format {meta.get('format')!r})")
+            if meta.get("version", 0) > VERSION:
+                raise ValueError(f"{name!r} was written by a newer deltanet (checkpoint version "
+                                 f"{meta['version']} > {VERSION}); upgrade deltanet to read it")
+            arrays = {member: backend.xp.asarray(data[member]) for member in data.files if member != _META}
+            return unflatten(meta["state"], arrays)
+        except ValueError as exc:
+            if str(exc).startswith(repr(name)):
+                raise
+            raise ValueError(f"{name!r} is not a deltanet checkpoint or is damaged: {exc}") from exc
+        except (OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
+            raise ValueError(f"{name!r} is not a deltanet checkpoint or is damaged: {exc}") from exc
 
 
 def rng_state(gen: numpy.random.Generator) -> dict[str, Any]:

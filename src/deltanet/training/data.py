@@ -14,6 +14,9 @@ import numpy
 from .. import backend
 from ..inference import model_dtype, prepare_inputs
 from ..modules.base import Module, check_finite
+from ..modules.layernorm import LayerNorm
+from ..modules.linear import Linear
+from ..modules.normalization import BatchNorm
 
 
 @dataclass
@@ -33,13 +36,34 @@ class Dataset:
         return Dataset(self.X[idx], self.y[idx], w)
 
 
-def output_width(model: Module, X: Any) -> int:
+def input_width(model: Module) -> int | None:
+    """The number of features the model takes (the last axis of its input), when its first module says so
+    (a ``Linear``, ``BatchNorm`` or ``LayerNorm``); None otherwise."""
+    first = model
+    while first.children():
+        first = first.children()[0]
+    if isinstance(first, Linear):
+        return int(first.in_features)
+    if isinstance(first, BatchNorm):
+        return int(first.num_features)
+    if isinstance(first, LayerNorm):
+        return int(first.d)
+    return None
+
+
+def output_width(model: Module, X: Any, name: str = "X") -> int:
     """Size of the model output's last axis, from an eval-mode forward pass of one sample of ``X``.
 
     The probe also surfaces a shape mismatch between the data and the model
-    before training starts, with the module's own message.
+    before training starts, naming the shape of the whole of ``X`` (not of the one-row probe).
     """
-    return int(model.forward(X[:1], training=False).shape[-1])
+    width = input_width(model)
+    if width is not None and X.shape[-1] != width:
+        raise ValueError(f"the model takes {width} feature{'s' if width != 1 else ''}, {name} has shape {tuple(X.shape)}")
+    try:
+        return int(model.forward(X[:1], training=False).shape[-1])
+    except ValueError as exc:
+        raise ValueError(f"{name} has shape {tuple(X.shape)}, which the model does not take: {exc}") from exc
 
 
 def prepare_data(model: Module, X: Any, y: Any, task: str, sample_weight: Any = None, name: str = "X") -> Dataset:
@@ -63,7 +87,7 @@ def prepare_data(model: Module, X: Any, y: Any, task: str, sample_weight: Any = 
         raise ValueError(f"{name} has {n} samples but {yname} has {got}; they must have the same length")
     if y.dtype.kind not in "fiub":
         raise TypeError(f"{yname} must be numeric, got dtype {y.dtype}")
-    width = output_width(model, X)
+    width = output_width(model, X, name)
     if task == "classification":
         y = _class_targets(y, X, width, dtype, yname)
     else:

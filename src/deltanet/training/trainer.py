@@ -37,7 +37,8 @@ from ..losses import LOSSES, Loss, get_loss, targets_prechecked
 from ..modules.activations import sigmoid, softmax
 from ..modules.base import Module
 from ..modules.containers import input_prechecked, without_input_gradient
-from ..optim import OPTIMIZERS, Optimizer, clip_grad_norm, get_optimizer, get_schedule
+from ..modules.normalization import BatchNorm
+from ..optim import OPTIMIZERS, SGD, Optimizer, clip_grad_norm, get_optimizer, get_schedule
 from ..optim.base import check_int, check_positive
 from ..optim.clipping import grad_norm
 from ..optim.schedules import Schedule
@@ -76,7 +77,9 @@ class Trainer:
         optimizer, or a callable ``optimizer -> Schedule``.
     batch_size : int
         Mini-batch size B. The last batch of an epoch holds the remaining
-        ``n mod B`` samples and its loss is averaged over its own size.
+        ``n mod B`` samples and its loss is averaged over its own size (with
+        :class:`~deltanet.BatchNorm` in the model, a last batch of one row is
+        merged into the one before; see Notes).
     epochs : int
         Epochs per ``fit`` call (the reference's maximum number of iterations T).
     l2 : float
@@ -124,8 +127,11 @@ class Trainer:
         and ``history.stop_reason == "diverged"``) or raise :class:`~deltanet.NonFiniteError`
         after restoring the last good weights.
     handle_interrupt : bool
-        Catch Ctrl-C (SIGINT) during ``fit`` and stop after the current batch
-        (a second Ctrl-C interrupts at once).
+        Catch Ctrl-C (SIGINT) and SIGTERM during ``fit`` and stop after the
+        current batch (a second signal interrupts at once). Only when ``fit``
+        runs in the main thread, and SIGTERM only while it has its default
+        action (a SIGTERM handler the application installed, or ``SIG_IGN``,
+        is left alone); the previous handlers are put back when ``fit`` returns.
 
     Attributes
     ----------
@@ -135,6 +141,12 @@ class Trainer:
         The current (during ``fit``) or last completed epoch, 1-based, counted across ``fit`` calls.
     stop_training : bool
         Set it (from a callback) to stop after the current batch / epoch.
+    interrupt_signal : str or None
+        ``"SIGINT"`` or ``"SIGTERM"`` when the last ``fit`` was stopped by that
+        signal (``history.stop_reason == "interrupted"``), else None.
+    epoch_complete : bool
+        Whether the current (or last) epoch ran all its batches (False for an
+        epoch cut short by an interruption or a batch callback).
     optimizer, schedule, loss, model, params, task
 
     Notes
@@ -174,9 +186,29 @@ class Trainer:
     or infinite loss, gradient norm or forward value stops training with a
     message naming the epoch and batch, and puts that copy back.
 
-    **Interruption.** Ctrl-C during ``fit`` ends the run after the current
-    batch; the interrupted epoch is recorded (over the batches it ran), the
-    model keeps its weights, and ``fit`` can be called again.
+    **Interruption.** Ctrl-C (or SIGTERM) during ``fit`` ends the run after
+    the current batch; the interrupted epoch is recorded (over the batches it
+    ran), the model keeps its weights, and ``fit`` can be called again.
+
+    **Resuming exactly.** A checkpoint written at the end of a complete epoch
+    during ``fit`` (:class:`~deltanet.training.ModelCheckpoint` with
+    ``complete_epochs_only=True``, or :meth:`save_checkpoint` from
+    ``on_epoch_end`` while :attr:`epoch_complete`) records the run's planned
+    last epoch. ``Trainer.load_checkpoint(path, model)`` or
+    ``trainer.resume(path)`` followed by ``fit(X, y, ...)`` without ``epochs=``
+    runs the epochs left of that plan, with the same data and validation
+    arguments, and ends with the weights and history of the uninterrupted run,
+    bit for bit (shuffling, dropout, optimizer moments, schedule and early
+    stopping included). ``fit(epochs=k)`` instead runs ``k`` more epochs.
+
+    **Batch normalization.** The batch statistics of a single row are
+    undefined (its variance is 0), so when the model contains a
+    :class:`~deltanet.BatchNorm` module no training batch has one row: a last
+    batch of one row (``n mod B == 1``, e.g. 129 rows at ``batch_size=64``)
+    is merged into the batch before it (that batch has B + 1 rows, so an epoch
+    has ``n // B`` batches), ``batch_size=1`` is refused with a ``ValueError``,
+    and so is a training set of one row. Without batch normalization the
+    batches are exactly as described under ``batch_size``.
     """
 
     def __init__(self, model: Module, loss: str | Loss = "cross_entropy", optimizer: str | Optimizer = "adam",
@@ -197,6 +229,8 @@ class Trainer:
         self.loss: Loss = get_loss(loss)
         self.task: str = check_task(task, self.loss)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self._batch_norm = any(isinstance(m, BatchNorm) for m in model.modules())
+        self._check_batch_norm_batch(self.batch_size)
         self.epochs = check_int("epochs", epochs, minimum=1)
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
         self.l2 = check_positive("l2", l2, allow_zero=True)
@@ -218,6 +252,7 @@ class Trainer:
         self._schedule_spec: tuple[str, dict[str, Any]] | None = None
         if isinstance(schedule, str):
             self._schedule_spec = (schedule, dict(schedule_kwargs or {}))
+            self._check_schedule_spec(*self._schedule_spec)
         elif schedule_kwargs:
             raise ValueError("schedule_kwargs is only used with a schedule name (schedule='cosine', ...)")
         else:
@@ -253,6 +288,7 @@ class Trainer:
         self._resume_end: int | None = None
         self._in_fit = False
         self._interrupt_requested = False
+        self.interrupt_signal: str | None = None
         self._batch = 0
 
         seq = numpy.random.SeedSequence(self.seed)
@@ -305,6 +341,38 @@ class Trainer:
             return built
         raise TypeError(f"schedule must be None, a name, a Schedule or a callable, got {type(schedule).__name__}")
 
+    def _check_schedule_spec(self, name: str, kwargs: dict[str, Any]) -> None:
+        """Refuse a bad schedule name or arguments now rather than at the first ``fit``: build the schedule
+        once over a throw-away optimizer (this trainer's optimizer and learning rate are not touched)."""
+        kw = dict(kwargs)
+        kw.setdefault("epochs", self.epochs)
+        if kw.get("per_batch"):
+            kw.setdefault("steps_per_epoch", 1)
+        probe = SGD([Parameter(backend.xp.zeros(1))], lr=self.lr)
+        try:
+            get_schedule(name, probe, **kw)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"Trainer: schedule={name!r}"
+                            f"{f' with schedule_kwargs={kwargs!r}' if kwargs else ''}: {exc}") from exc
+
+    def _check_batch_norm_batch(self, batch_size: int) -> None:
+        if self._batch_norm and batch_size < 2:
+            raise ValueError(f"Trainer: batch_size={batch_size} cannot train a model with BatchNorm: the batch statistics "
+                             "of one row are undefined (its variance is 0); use batch_size >= 2, or remove the BatchNorm")
+
+    def _batch_count(self, n: int) -> int:
+        """Batches of an epoch over ``n`` rows: ceil(n / B), one less when a last batch of one row is merged into
+        the one before (a model with BatchNorm; see the class Notes)."""
+        bs = self.batch_size
+        self._check_batch_norm_batch(bs)
+        if self._batch_norm:
+            if n < 2:
+                raise ValueError(f"Trainer: a model with BatchNorm needs at least 2 training rows to estimate batch "
+                                 f"statistics, got {n}")
+            if n % bs == 1:
+                return n // bs
+        return -(-n // bs)
+
     def _build_named_schedule(self, n_epochs: int) -> None:
         name, kw = self._schedule_spec
         kw = dict(kw)
@@ -348,17 +416,38 @@ class Trainer:
         """Ask the running ``fit`` to stop after the current batch, as Ctrl-C does."""
         self._interrupt_requested = True
 
-    def _sigint(self, signum: int, frame: Any) -> None:
-        if self._interrupt_requested:          # a second Ctrl-C: stop now
+    @property
+    def epoch_complete(self) -> bool:
+        """Whether the current (during ``on_epoch_end``) or last epoch ran all its batches: a checkpoint saved then
+        resumes bit-identically; one of an epoch cut short (Ctrl-C, SIGTERM, a batch callback) does not."""
+        return self.n_batches > 0 and self._batch == self.n_batches
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._interrupt_requested:          # a second Ctrl-C / SIGTERM: stop now
             raise KeyboardInterrupt
         self._interrupt_requested = True
+        if self.interrupt_signal is None:
+            self.interrupt_signal = signal.Signals(signum).name
 
-    def _install_sigint(self) -> tuple[bool, Any]:
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        """Handle SIGINT and SIGTERM (where the platform has it) during ``fit``; returns the previous handlers."""
         if not self.handle_interrupt or threading.current_thread() is not threading.main_thread():
-            return False, None
-        previous = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self._sigint)
-        return True, previous
+            return {}
+        previous: dict[int, Any] = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
+        signal.signal(signal.SIGINT, self._on_signal)
+        term = getattr(signal, "SIGTERM", None)
+        # SIGTERM only while it has its default action: a handler the application installed (or SIG_IGN) stays
+        if term is not None and signal.getsignal(term) in (signal.SIG_DFL, None):
+            previous[term] = signal.getsignal(term)
+            signal.signal(term, self._on_signal)
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            if handler is None:                # installed outside Python: put back the default
+                handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, handler)
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self, X: Any, y: Any, *, validation_data: tuple[Any, ...] | None = None, validation_fraction: float = 0.0,
@@ -391,9 +480,10 @@ class Trainer:
         if self._in_fit:
             raise RuntimeError("Trainer.fit is already running (called from a callback?)")
         train, val = self._prepare(X, y, validation_data, validation_fraction, sample_weight)
-        n_epochs = self._epochs_for_call(epochs)
         n = len(train)
-        self.n_batches = -(-n // self.batch_size)
+        n_batches = self._batch_count(n)
+        n_epochs = self._epochs_for_call(epochs)
+        self.n_batches = n_batches
         self.has_validation = val is not None
         if self._schedule_spec is not None:
             self._build_named_schedule(n_epochs)
@@ -404,11 +494,12 @@ class Trainer:
         self.stop_training = False
         self.stop_reason = self.stop_message = None
         self._interrupt_requested = False
+        self.interrupt_signal = None
         self.history.loss_includes_l2 = self.l2_in_loss > 0
         self.history.task = self.task
         callbacks = self.callback_list
         self._in_fit = True
-        installed, previous = self._install_sigint()
+        previous_handlers = self._install_signal_handlers()
         # the gradient norm can come from the optimizer's own pass when nothing needs it before the update
         measured_before = self.optimizer.measure_grad_norm
         self.optimizer.measure_grad_norm = self.clip_norm is None and not self.record_layers and self._optimizer_holds_model
@@ -442,8 +533,7 @@ class Trainer:
             self._fold = False
             self._in_fit = False
             self._planned_end = None
-            if installed:
-                signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+            self._restore_signal_handlers(previous_handlers)
         if self.stop_reason == "diverged" and self.on_divergence == "raise":
             raise NonFiniteError(self.stop_message)
         return self.history
@@ -508,22 +598,24 @@ class Trainer:
         n, bs = len(train), self.batch_size
         # the permutation comes from the seeded host generator; on a GPU backend it moves to the device once per epoch
         perm = backend.xp.asarray(self.rng.permutation(n) if self.shuffle else numpy.arange(n))
-        last_full = self.n_batches if (n % bs == 0 or self.n_batches == 1) else self.n_batches - 1
+        # a model with BatchNorm may merge a last batch of one row into the one before (see _batch_count)
+        last = self.n_batches - 1
+        last_full = self.n_batches if (self.n_batches * bs <= n or self.n_batches == 1) else self.n_batches - 1
         weighted = train.sample_weight is not None
         # integer labels: each batch's predicted classes are kept, and compared with the labels once per epoch
         preds = backend.xp.empty(n, dtype=numpy.intp) if self.task == "classification" and train.y.ndim == 1 else None
         counts_correct = preds is None and self.task in ("classification", "multilabel")
-        gather = _batch_gatherer(train.X, bs)
+        gather = _batch_gatherer(train.X, max(bs, n - last * bs))
         loss_sum = weight_sum = correct = grad_norm_sum = 0.0
         measured = 0                  # batches whose gradient norm was measured (all but folded ones)
         layer_sums = numpy.zeros(len(self.params)) if self.record_layers else None
         dead: dict[str, float] = {}
         lr = self.lr
-        batches = 0
+        batches = seen = 0
         for b in range(self.n_batches):
             batch = b + 1
             self._batch = batch
-            idx = perm[b * bs:(b + 1) * bs]
+            idx = perm[b * bs:(b + 1) * bs if b < last else n]
             xb, yb = gather(idx), train.y[idx]
             wb = train.sample_weight[idx] if weighted else None
             callbacks.on_batch_begin(self, batch)
@@ -535,6 +627,7 @@ class Trainer:
                 return
             loss, out, norm, sq = step
             batches += 1
+            seen += len(idx)
             size = float(wb.sum()) if weighted else len(idx)
             loss_sum += loss * size
             weight_sum += size
@@ -551,11 +644,11 @@ class Trainer:
                     dead = dead_fractions(self.model)
             callbacks.on_batch_end(self, batch, loss)
             if self._interrupt_requested and not self.stop_training:
-                self.request_stop("interrupted", f"interrupted (Ctrl-C) at epoch {epoch}, batch {batch}/{self.n_batches}; "
+                how = {"SIGTERM": " (SIGTERM)", "SIGINT": " (Ctrl-C)"}.get(self.interrupt_signal or "", "")
+                self.request_stop("interrupted", f"interrupted{how} at epoch {epoch}, batch {batch}/{self.n_batches}; "
                                                  f"the model keeps the weights after that batch")
             if self.stop_training:
                 break
-        seen = min(batches * bs, n)                  # samples in the batches run (only the last may be short)
         if preds is not None:
             correct = int(backend.xp.count_nonzero(preds[:seen] == train.y[perm[:seen]]))
         record: dict[str, Any] = {
