@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from deltanet.report import write_report
 from deltanet.report.health import health_summary
 from deltanet.training import History
@@ -44,3 +46,17 @@ def test_diverged_report_has_a_banner_one_table_and_plain_names(tmp_path):
     assert page.count("<h2>Summary</h2>") == 1 and "Final metrics" not in page and "<h2>Run</h2>" not in page
     assert "test loss" in page and "test_loss" not in page
     assert "Backprop health summary" in page and "vanishing" in page
+
+
+def test_gradient_figure_names_layers_as_the_console_does():
+    pytest.importorskip("matplotlib")
+    from deltanet.report.figures import plot_grad_norms
+
+    records = [{"epoch": e, "grad_norm": 1.0 / e, "layer_grad_norms": {"0.weight": 0.1 / e, "0.bias": 0.05 / e,
+                                                                        "2.weight": 1.0 / e}} for e in (1, 2, 3)]
+    labels = {"0": "hidden layer 1 (Linear)", "2": "output layer (Linear)"}
+    fig = plot_grad_norms(records, labels=labels)
+    shown = fig.axes[0].get_legend_handles_labels()[1]
+    assert sorted(shown) == sorted(["hidden layer 1 (Linear) weight", "hidden layer 1 (Linear) bias",
+                                    "output layer (Linear) weight", "global norm"])
+    assert "0.weight" in plot_grad_norms(records).axes[0].get_legend_handles_labels()[1]   # no labels: tensor names

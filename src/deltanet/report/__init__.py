@@ -114,7 +114,7 @@ def make_figures(history: Any, *, y_true: Any = None, y_pred: Any = None, class_
          lambda: plot_lr(records)),
         ("gradient_norms", "Gradient norms",
          "Mean L2 norm of each parameter's gradient over each epoch, log scale. Lines spread over decades mean vanishing "
-         "(small near the input) or exploding gradients.", lambda: plot_grad_norms(records)),
+         "(small near the input) or exploding gradients.", lambda: plot_grad_norms(records, labels=layer_labels)),
         ("dead_units", "Dead ReLU units",
          "Fraction of each ReLU layer's units whose output was zero for every sample of the epoch's last batch.",
          lambda: plot_dead_units(records, labels=layer_labels)),

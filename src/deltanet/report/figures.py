@@ -148,8 +148,13 @@ def _layer_order(name: str) -> tuple[Any, ...]:
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in name.split("."))
 
 
-def plot_grad_norms(records: Sequence[dict[str, Any]], *, global_norm: bool = True) -> Any:
+def plot_grad_norms(records: Sequence[dict[str, Any]], *, global_norm: bool = True,
+                    labels: dict[str, str] | None = None) -> Any:
     """Mean gradient L2 norm of each parameter per epoch, on a log scale.
+
+    ``labels`` maps a module path (``"0"``) to the name the other figures and the
+    console use (``"hidden layer 1 (Linear)"``); a line is that name and the tensor
+    (``"hidden layer 1 (Linear) weight"``).
 
     Weights are solid lines, biases and normalization parameters dashed; the
     colour runs from the first layer (dark) to the last (light), so gradients
@@ -181,7 +186,7 @@ def plot_grad_norms(records: Sequence[dict[str, Any]], *, global_norm: bool = Tr
         colour = cmap(0.9 * layers.index(layer) / max(1, len(layers) - 1))
         is_weight = name.endswith("weight")
         ax.plot(xs, ys, color=colour, linestyle="-" if is_weight else "--", linewidth=1.6 if is_weight else 1.0,
-                **(_marks(records, 2.5) if is_weight else {}), label=name)
+                **(_marks(records, 2.5) if is_weight else {}), label=_param_label(name, labels))
     if global_norm:
         gx, gy = _series(records, "grad_norm")
         if gy and all(v > 0 for v in gy):
@@ -195,6 +200,14 @@ def plot_grad_norms(records: Sequence[dict[str, Any]], *, global_norm: bool = Tr
     _epoch_axis(ax, records)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
     return fig
+
+
+def _param_label(name: str, labels: dict[str, str] | None) -> str:
+    """``"0.weight"`` -> ``"hidden layer 1 (Linear) weight"`` when ``labels`` names module ``"0"``."""
+    layer, _, tensor = name.rpartition(".")
+    if labels and layer in labels:
+        return f"{labels[layer]} {tensor}"
+    return name
 
 
 def plot_dead_units(records: Sequence[dict[str, Any]], *, labels: dict[str, str] | None = None) -> Any:
