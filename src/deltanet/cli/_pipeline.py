@@ -353,21 +353,13 @@ def make_trainer(config: RunConfig, model: Module, task: str, *, progress: bool,
     if t.patience is not None:
         early = EarlyStopping(patience=t.patience, min_delta=t.min_delta, restore_best=t.restore_best)
     callbacks = list(callbacks or [])
-    if progress and log_every is not None:
-        trainer_params = inspect.signature(Trainer).parameters
-        if "log_every" in trainer_params:
-            extra_kw: dict[str, Any] = {"log_every": log_every}
-        elif "log_every" in inspect.signature(ProgressBar).parameters:
-            callbacks.append(ProgressBar(log_every=log_every))
-            progress, extra_kw = False, {}
-        else:
-            extra_kw = {}
-    else:
-        extra_kw = {}
+    if progress and log_every is not None:  # the Trainer's own bar logs at its default interval
+        callbacks.append(ProgressBar(log_every=log_every))
+        progress = False
     try:
         return Trainer(model, loss=loss, optimizer=t.optimizer, lr=t.learning_rate(), schedule=schedule,
                        batch_size=t.batch_size, epochs=t.epochs, l2=t.l2, clip_norm=t.clip, seed=t.seed, progress=progress,
-                       callbacks=callbacks, **extra_kw,
+                       callbacks=callbacks,
                        stop_loss_below=t.loss_below, stop_grad_norm_below=t.grad_norm_below, early_stopping=early,
                        task=task, optimizer_kwargs=optimizer_kwargs or None, schedule_kwargs=schedule_kwargs or None)
     except (ValueError, TypeError) as exc:

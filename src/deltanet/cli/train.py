@@ -134,16 +134,6 @@ def _percent(v: float) -> str:
     return f"{100 * v:.2f}%"
 
 
-class EpochCheckpoint(ModelCheckpoint):
-    """:class:`ModelCheckpoint` of completed epochs only: an epoch cut short by Ctrl-C or SIGTERM is not saved, so
-    ``--resume`` repeats it from its start and the resumed run equals an uninterrupted one bit for bit."""
-
-    def on_epoch_end(self, trainer: Any, epoch: int, record: dict[str, Any]) -> None:
-        if trainer.stop_reason == "interrupted" and trainer._batch < trainer.n_batches:
-            return
-        super().on_epoch_end(trainer, epoch, record)
-
-
 def _check_resume(args: argparse.Namespace) -> Path:
     """The run directory to continue: its config.toml is the configuration; nothing else may change it."""
     run_dir = Path(args.resume)
@@ -231,7 +221,8 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = run_dir / CHECKPOINT_FILE
     callbacks = []
     if args.checkpoint_every:
-        callbacks.append(EpochCheckpoint(checkpoint, every=args.checkpoint_every, save_on_end=False))
+        callbacks.append(ModelCheckpoint(checkpoint, every=args.checkpoint_every, save_on_end=False,
+                                         complete_epochs_only=True))
     trainer = make_trainer(config, model, ds.task, progress=not args.quiet, has_validation=len(parts.X_val) > 0,
                            log_every=args.log_every, callbacks=callbacks)
     if resume_dir is not None and checkpoint.exists():
