@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,8 @@ from deltanet.config import load_config, section_specs
 from deltanet.data import list_datasets
 
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
-FIGURES = ("loss.png", "accuracy.png", "learning_rate.png", "gradient_norms.png", "dead_units.png", "confusion_matrix.png",
+FIGURES = ("loss.png", "accuracy.png", "learning_rate.png", "gradient_norms.png", "dead_units.png", "update_ratios.png",
+           "confusion_matrix.png",
            "decision_boundary.png")
 
 TINY = ["--data", "spiral", "--n-samples", "100", "--hidden", "8", "--epochs", "3", "--quiet"]
@@ -351,3 +353,24 @@ def test_installed_console_script(tmp_path):
                           env=env, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         "deltanet: error: argument --lr: expected a number, got 'x'; see 'deltanet train --help'"]
+
+
+def test_report_summary_names_each_fact_once(trained):
+    run_dir, _ = trained
+    page = (run_dir / "report.html").read_text()
+    keys = re.findall(r"<td class='key'>([^<]+)</td>", page)
+    assert len(keys) == len(set(keys)), keys
+    assert "training time" in keys and "training time (s)" not in keys and "saved weights" in keys
+
+
+def test_regression_run_draws_predicted_against_true(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 2))
+    data = tmp_path / "reg.csv"
+    data.write_text("a,b,price\n" + "\n".join(f"{a},{b},{a - 2 * b}" for a, b in X) + "\n")
+    code, _, err = run(["train", "--data", data, "--task", "regression", "--hidden", "8", "--epochs", "2", "--quiet",
+                        "--out-dir", tmp_path, "--name", "r"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "r" / "predicted_vs_true.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "r" / "residuals.png").exists() and not (tmp_path / "r" / "confusion_matrix.png").exists()

@@ -285,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
             metrics["test_accuracy"] = test["accuracy"]
             y_pred = outputs.argmax(axis=1)
         else:
+            y_pred = outputs
             target = numpy.asarray(parts.y_test, dtype=numpy.float64).reshape(outputs.shape)
             resid = outputs - target
             metrics["test_rmse"] = float(numpy.sqrt(numpy.mean(resid**2)))
@@ -421,9 +422,13 @@ def layer_labels(model: Any) -> dict[str, str]:
 
 
 def _is_norm(m: Any) -> bool:
+    """Modules with parameters that do not count as a layer of their own: normalization, positions, class tokens."""
+    from ..modules.layernorm import LayerNorm
     from ..modules.normalization import BatchNorm
+    from ..modules.pooling import ClassToken
+    from ..modules.positional import PositionalEmbedding
 
-    return isinstance(m, BatchNorm)
+    return isinstance(m, (BatchNorm, LayerNorm, ClassToken, PositionalEmbedding))
 
 
 def _health(history: Any, model: Any, X_train: numpy.ndarray, labels: dict[str, str]) -> list[str]:
@@ -446,6 +451,8 @@ def _write_report(args: argparse.Namespace, run_dir: Path, config: Any, ds: Any,
     from ..report import write_report
     shown = {}
     for key, value in metrics.items():
+        if key in ("epochs", "train_seconds", "stop_reason", "weights_epoch"):
+            continue  # in the facts below, in words
         if key.endswith("accuracy") and isinstance(value, float):
             value = _percent(value)
         shown[key.replace("_", " ")] = value
@@ -460,11 +467,13 @@ def _write_report(args: argparse.Namespace, run_dir: Path, config: Any, ds: Any,
     facts = [("data", f"{ds.name}: {ds.source}"),
              ("samples", f"{len(parts.X_train)} training, {len(parts.X_val)} validation, {len(parts.X_test)} test"),
              ("model", _describe_model(model, ds.n_features)),
-             ("epochs", len(history)), ("training time", f"{metrics['train_seconds']:.2f} s")]
+             ("epochs", len(history)), ("training time", f"{metrics['train_seconds']:.2f} s"),
+             ("saved weights", f"from epoch {metrics['weights_epoch']}")]
     report = write_report(run_dir, history, config_text=dumps_toml(config.to_dict()), metrics=shown, facts=facts,
                           y_true=parts.y_test if y_pred is not None else None, y_pred=y_pred,
                           class_names=ds.class_names, predict=predict, X=ds.X if predict else None,
                           y=ds.y if predict else None, feature_names=ds.feature_names, layer_labels=labels, health=health,
-                          title=f"deltanet run {run_dir.name}")
+                          title=f"deltanet run {run_dir.name}", task=ds.task,
+                          target_names=[config.data.target] if ds.task == "regression" and config.data.target else None)
     for notice in report.notices:
         info(args, f"deltanet: {notice}")

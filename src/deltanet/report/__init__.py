@@ -9,10 +9,13 @@ PosixPath('runs/demo/report.html')
 The figures (matplotlib, the ``[plot]`` extra): loss and accuracy per epoch
 (training and validation), the learning rate, per-parameter gradient norms on a
 log scale (vanishing and exploding gradients show as lines decades apart), the
-fraction of dead ReLU units per layer, a confusion matrix for classifiers and,
-for 2-D inputs, the decision regions. Without matplotlib the figures are
-skipped with a notice and the page still holds the metrics, the configuration
-and the history table.
+fraction of dead ReLU units and of saturated tanh/sigmoid units per layer (on a
+fixed sample of training rows), the update/weight ratio of each weight against
+the 1e-3 rule of thumb, a confusion matrix for classifiers, predicted-against-true
+and residual plots for regression and, for 2-D inputs, the decision regions.
+Every figure names a layer as the console does ("hidden layer 1 (Linear)").
+Without matplotlib the figures are skipped with a notice and the page still
+holds the health summary, the metrics, the configuration and the history table.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import numpy
 
+from ..io import atomic_write
 from . import figures as _fig
 from .figures import (
     matplotlib_available,
@@ -35,6 +39,10 @@ from .figures import (
     plot_grad_norms,
     plot_loss,
     plot_lr,
+    plot_predicted_vs_true,
+    plot_residuals,
+    plot_saturation,
+    plot_update_ratios,
     to_png,
 )
 from .html import render_html
@@ -42,7 +50,8 @@ from .html import render_html
 __all__ = [
     "NO_MATPLOTLIB", "Report", "confusion_matrix", "history_records", "make_figures", "matplotlib_available",
     "plot_accuracy", "plot_confusion", "plot_dead_units", "plot_decision_boundary", "plot_grad_norms", "plot_loss",
-    "plot_lr", "render_html", "to_png", "write_report",
+    "plot_lr", "plot_predicted_vs_true", "plot_residuals", "plot_saturation", "plot_update_ratios", "render_html",
+    "to_png", "write_report",
 ]
 
 #: The notice shown (once) when the figures are skipped.
@@ -95,16 +104,19 @@ def history_records(history: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]
 
 def make_figures(history: Any, *, y_true: Any = None, y_pred: Any = None, class_names: Sequence[str] | None = None,
                  predict: Callable[[numpy.ndarray], numpy.ndarray] | None = None, X: Any = None, y: Any = None,
-                 feature_names: Sequence[str] | None = None,
-                 layer_labels: dict[str, str] | None = None) -> list[tuple[str, str, str, bytes]]:
+                 feature_names: Sequence[str] | None = None, layer_labels: dict[str, str] | None = None,
+                 task: str | None = None, target_names: Sequence[str] | None = None) -> list[tuple[str, str, str, bytes]]:
     """Draw every figure that applies; ``[(file stem, title, caption, png bytes), ...]``.
 
-    Needs matplotlib. ``y_true``/``y_pred`` (class indices) give the confusion
-    matrix; ``predict`` (raw inputs ``(n, 2)`` -> class indices) with ``X``, ``y``
-    gives the decision regions when the inputs have two features.
+    Needs matplotlib. ``y_true``/``y_pred`` give the confusion matrix (class
+    indices) or, when ``task`` (default: the history's) is ``"regression"``, the
+    predicted-against-true and residual plots (values, one column per output);
+    ``predict`` (raw inputs ``(n, 2)`` -> class indices) with ``X``, ``y`` gives
+    the decision regions when the inputs have two features.
     """
     records, extra = history_records(history)
     best = extra.get("best_epoch")
+    task = task or extra.get("task")
     specs: list[tuple[str, str, str, Any]] = [
         ("loss", "Loss", "Mean training loss per epoch and the validation loss at its end; the dotted line marks the best epoch.",
          lambda: plot_loss(records, best_epoch=best, includes_l2=bool(extra.get("loss_includes_l2")))),
@@ -113,13 +125,31 @@ def make_figures(history: Any, *, y_true: Any = None, y_pred: Any = None, class_
         ("learning_rate", "Learning rate", "The learning rate at the end of each epoch, as the schedule set it.",
          lambda: plot_lr(records)),
         ("gradient_norms", "Gradient norms",
-         "Mean L2 norm of each parameter's gradient over each epoch, log scale. Lines spread over decades mean vanishing "
+         "Mean L2 norm of each parameter's gradient over each epoch, log scale; colour runs from the input layer (dark) "
+         "to the output layer (light), weights solid, biases dashed. Lines spread over decades mean vanishing "
          "(small near the input) or exploding gradients.", lambda: plot_grad_norms(records, labels=layer_labels)),
         ("dead_units", "Dead ReLU units",
-         "Fraction of each ReLU layer's units whose output was zero for every sample of the epoch's last batch.",
+         "Share of each ReLU layer's units whose output is zero for every row of a fixed sample of training rows "
+         "(measured in eval mode at each epoch's end): a dead unit passes no gradient back.",
          lambda: plot_dead_units(records, labels=layer_labels)),
+        ("saturated_units", "Saturated units",
+         "Share of each tanh/sigmoid layer's units within 0.03 of an asymptote (|h| > 0.97 for tanh) for every row of the same fixed sample: "
+         "their derivative is nearly 0, so the error signal through them vanishes.",
+         lambda: plot_saturation(records, labels=layer_labels)),
+        ("update_ratios", "Update/weight ratio",
+         "||W after - W before|| / ||W before|| of each weight matrix over each epoch's last optimizer step. The usual "
+         "rule of thumb is about 1e-3 (shaded: a decade either way).",
+         lambda: plot_update_ratios(records, labels=layer_labels)),
     ]
-    if y_true is not None and y_pred is not None:
+    if y_true is not None and y_pred is not None and task == "regression":
+        specs.append(("predicted_vs_true", "Predicted against true",
+                      "Test set: each point is a sample; on the dashed diagonal the prediction is exact.",
+                      lambda: plot_predicted_vs_true(y_true, y_pred, target_names=target_names)))
+        specs.append(("residuals", "Residuals",
+                      "Test set: prediction minus truth against the prediction. A flat band around 0 is a good fit; "
+                      "a trend or a funnel is structure the model misses.",
+                      lambda: plot_residuals(y_true, y_pred, target_names=target_names)))
+    elif y_true is not None and y_pred is not None:
         k = len(class_names) if class_names is not None else None
         cm = confusion_matrix(y_true, y_pred, k)
         specs.append(("confusion_matrix", "Confusion matrix", "Test set: rows are the true classes, columns the predictions.",
@@ -143,7 +173,8 @@ def write_report(directory: str | os.PathLike[str], history: Any, *, config_text
                  feature_names: Sequence[str] | None = None, layer_labels: dict[str, str] | None = None,
                  title: str = "deltanet training report", figures: bool = True,
                  health: Sequence[str] | None = None, unit_health: Mapping[str, Mapping[str, float]] | None = None,
-                 update_ratios: Mapping[str, Sequence[float]] | None = None) -> Report:
+                 update_ratios: Mapping[str, Sequence[float]] | None = None, task: str | None = None,
+                 target_names: Sequence[str] | None = None) -> Report:
     """Write the figures as PNG files and ``report.html`` (figures embedded) into ``directory``.
 
     Parameters
@@ -159,12 +190,18 @@ def write_report(directory: str | os.PathLike[str], history: Any, *, config_text
     facts : sequence of (key, value)
         More details of the run (data, epochs, stop reason, time).
     y_true, y_pred, class_names
-        Test labels and predictions (class indices) for the confusion matrix.
+        Test labels and predictions: class indices for the confusion matrix, or
+        values (``task="regression"``, default: the history's task) for the
+        predicted-against-true and residual plots, labelled by ``target_names``.
     predict, X, y
         For 2-D inputs: a function from raw inputs to class indices, and the
         points to draw over the decision regions.
     figures : bool
         False writes the page without figures (no matplotlib needed).
+    health : sequence of str, optional
+        The backprop health summary shown at the top; by default
+        :func:`~deltanet.report.health.health_summary` of the history, with
+        ``unit_health`` and ``update_ratios`` if given.
 
     Returns
     -------
@@ -179,13 +216,15 @@ def write_report(directory: str | os.PathLike[str], history: Any, *, config_text
     if figures:
         if _fig.matplotlib_available():
             drawn = make_figures(history, y_true=y_true, y_pred=y_pred, class_names=class_names, predict=predict, X=X, y=y,
-                                 feature_names=feature_names, layer_labels=layer_labels)
+                                 feature_names=feature_names, layer_labels=layer_labels, task=task,
+                                 target_names=target_names)
         else:
             notices.append(NO_MATPLOTLIB)
     paths = []
     for stem, _, _, png in drawn:
         p = out_dir / f"{stem}.png"
-        _atomic_write(p, png)
+        with atomic_write(p) as f:
+            f.write(png)
         paths.append(p)
     run_facts = list(facts)
     if extra.get("stop_message") or extra.get("stop_reason"):
@@ -203,11 +242,6 @@ def write_report(directory: str | os.PathLike[str], history: Any, *, config_text
     page = render_html(banner=banner, health=list(health), title=title, metrics=metrics, figures=[(t, c, png) for _, t, c, png in drawn],
                        config_text=config_text, records=records, notices=notices, facts=run_facts)
     html_path = out_dir / "report.html"
-    _atomic_write(html_path, page.encode("utf-8"))
+    with atomic_write(html_path) as f:
+        f.write(page.encode("utf-8"))
     return Report(html_path=html_path, figure_paths=paths, notices=notices)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

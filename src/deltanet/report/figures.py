@@ -18,12 +18,17 @@ from typing import Any
 import numpy
 
 __all__ = [
-    "matplotlib_available", "plot_accuracy", "plot_confusion", "plot_dead_units", "plot_decision_boundary",
-    "plot_grad_norms", "plot_loss", "plot_lr", "to_png",
+    "LEGEND_MAX", "line_style", "matplotlib_available", "plot_accuracy", "plot_confusion", "plot_dead_units",
+    "plot_decision_boundary", "plot_grad_norms", "plot_loss", "plot_lr", "plot_predicted_vs_true", "plot_residuals",
+    "plot_saturation", "plot_update_ratios", "to_png",
 ]
 
 _SIZE = (6.4, 4.0)
 _DPI = 100
+#: At most this many legend entries per figure; past it a figure labels fewer lines or uses a colour bar.
+LEGEND_MAX = 12
+_LINESTYLES = ("-", "--", "-.", ":")
+_MARKERS = ("o", "s", "^", "v", "D", "x", "P", "*")
 
 
 def matplotlib_available() -> bool:
@@ -81,6 +86,41 @@ def _epoch_axis(ax: Any, records: Sequence[dict[str, Any]]) -> None:
 def _mark_best(ax: Any, best_epoch: int | None) -> None:
     if best_epoch is not None:
         ax.axvline(best_epoch, color="0.5", linestyle=":", linewidth=1, label=f"best epoch ({best_epoch})")
+
+
+def line_style(i: int, n_points: int) -> dict[str, Any]:
+    """Line ``i``'s style: its own dash pattern and marker, markers shrinking with ``i``.
+
+    Lines that coincide (three layers all at 100% dead units) stay visible as
+    nested markers of different shapes instead of hiding one another.
+    """
+    style: dict[str, Any] = {"linestyle": _LINESTYLES[i % len(_LINESTYLES)], "linewidth": 1.5}
+    if n_points <= 60:
+        style.update(marker=_MARKERS[i % len(_MARKERS)], markersize=max(3.0, 8.0 - 0.8 * i), fillstyle="none",
+                     markeredgewidth=1.2)
+    return style
+
+
+def _legend_outside(ax: Any, n_lines: int | None = None, **kwargs: Any) -> None:
+    """A legend to the right of the axes, where it can cover neither the lines nor the title.
+
+    With ``n_lines`` over :data:`LEGEND_MAX` the legend's title says how many of the lines it names.
+    """
+    if n_lines is not None and n_lines > LEGEND_MAX:
+        kwargs.setdefault("title", f"first {LEGEND_MAX} of {n_lines} lines")
+        kwargs.setdefault("title_fontsize", "small")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False, **kwargs)
+
+
+def _layer_colour_bar(fig: Any, ax: Any, cmap: Any, names: Sequence[str]) -> None:
+    """A colour bar from the first (input) layer to the last, in place of a legend too long to read."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    sm = ScalarMappable(norm=Normalize(0, 0.9), cmap=cmap)
+    bar = fig.colorbar(sm, ax=ax, pad=0.02)
+    bar.set_ticks([0, 0.9], labels=[f"{names[0]}\n(input side)", f"{names[-1]}\n(output side)"])
+    bar.ax.tick_params(labelsize="small")
 
 
 def plot_loss(records: Sequence[dict[str, Any]], *, best_epoch: int | None = None, includes_l2: bool = False) -> Any:
@@ -169,6 +209,9 @@ def plot_grad_norms(records: Sequence[dict[str, Any]], *, global_norm: bool = Tr
     names.sort(key=_layer_order)
     layers = list(dict.fromkeys(n.rsplit(".", 1)[0] if "." in n else n for n in names))
     cmap = colormaps["viridis"]
+    weights = [n for n in names if n.endswith("weight")]
+    # a readable legend: every line, else the weights only, else a colour bar over the layers
+    labelled = set(names) if len(names) < LEGEND_MAX else set(weights) if len(weights) < LEGEND_MAX else set()
     fig = _figure((7.6, 4.4))
     ax = fig.add_subplot()
     plotted = False
@@ -186,7 +229,8 @@ def plot_grad_norms(records: Sequence[dict[str, Any]], *, global_norm: bool = Tr
         colour = cmap(0.9 * layers.index(layer) / max(1, len(layers) - 1))
         is_weight = name.endswith("weight")
         ax.plot(xs, ys, color=colour, linestyle="-" if is_weight else "--", linewidth=1.6 if is_weight else 1.0,
-                **(_marks(records, 2.5) if is_weight else {}), label=_param_label(name, labels))
+                **(_marks(records, 2.5) if is_weight else {}),
+                label=_param_label(name, labels) if name in labelled else "_nolegend_")
     if global_norm:
         gx, gy = _series(records, "grad_norm")
         if gy and all(v > 0 for v in gy):
@@ -196,9 +240,13 @@ def plot_grad_norms(records: Sequence[dict[str, Any]], *, global_norm: bool = Tr
         return None
     ax.set_yscale("log")
     ax.set_ylabel("mean gradient L2 norm (log scale)")
-    ax.set_title("Gradient norm per parameter (input layer dark, output layer light)")
+    ax.set_title("Gradient norm per parameter")
     _epoch_axis(ax, records)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small", frameon=False)
+    if not labelled:
+        _layer_colour_bar(fig, ax, cmap, [(labels or {}).get(layers[0], layers[0]), (labels or {}).get(layers[-1], layers[-1])])
+    if ax.get_legend_handles_labels()[0]:
+        title = None if labelled == set(names) else ("weights (biases dashed, unlabelled)" if labelled else None)
+        _legend_outside(ax, title=title, title_fontsize="small")
     return fig
 
 
@@ -210,27 +258,146 @@ def _param_label(name: str, labels: dict[str, str] | None) -> str:
     return name
 
 
-def plot_dead_units(records: Sequence[dict[str, Any]], *, labels: dict[str, str] | None = None) -> Any:
-    """Fraction of dead ReLU units (no positive output on the epoch's last batch) per layer and epoch."""
-    paths = list(dict.fromkeys(p for r in records for p in (r.get("dead_fraction") or {})))
+def _layer_fractions(records: Sequence[dict[str, Any]], key: str, labels: dict[str, str] | None, *,
+                     ylabel: str, title: str) -> Any:
+    """One line per module of the per-layer fractions under ``key`` (in %), each line its own style."""
+    paths = list(dict.fromkeys(p for r in records for p in (r.get(key) or {})))
     if not paths:
         return None
     paths.sort(key=_layer_order)
-    fig = _figure()
+    fig = _figure((7.6, 4.0))
     ax = fig.add_subplot()
-    for path in paths:
+    for i, path in enumerate(paths):
         xs, ys = [], []
         for r in records:
-            v = (r.get("dead_fraction") or {}).get(path)
+            v = (r.get(key) or {}).get(path)
             if isinstance(v, (int, float)) and math.isfinite(v):
                 xs.append(int(r["epoch"]))
                 ys.append(100.0 * float(v))
-        ax.plot(xs, ys, **_marks(records), label=(labels or {}).get(path, f"layer {path}"))
-    ax.set_ylim(-2, 102)
-    ax.set_ylabel("dead units (%)")
-    ax.set_title("Dead ReLU units per layer (zero output for every sample of a batch)")
+        label = (labels or {}).get(path, f"layer {path}") if i < LEGEND_MAX else "_nolegend_"
+        ax.plot(xs, ys, **line_style(i, len(records)), label=label, zorder=3 + len(paths) - i)
+    ax.set_ylim(-3, 103)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     _epoch_axis(ax, records)
-    ax.legend(fontsize="small")
+    _legend_outside(ax, len(paths))
+    return fig
+
+
+def plot_dead_units(records: Sequence[dict[str, Any]], *, labels: dict[str, str] | None = None) -> Any:
+    """Percentage of dead ReLU/LeakyReLU units per layer and epoch (``dead_fraction``: no positive output on any
+    row of the fixed monitoring sample); None without ReLU layers."""
+    return _layer_fractions(records, "dead_fraction", labels, ylabel="dead units (%)",
+                            title="Dead ReLU units per layer (zero for every row of a fixed sample)")
+
+
+def plot_saturation(records: Sequence[dict[str, Any]], *, labels: dict[str, str] | None = None) -> Any:
+    """Percentage of saturated tanh/sigmoid units per layer and epoch (``saturated_fraction``: near an asymptote
+    for every row of the fixed sample, so their local gradient is almost 0); None without such layers."""
+    return _layer_fractions(records, "saturated_fraction", labels, ylabel="saturated units (%)",
+                            title="Saturated tanh/sigmoid units per layer (|h| near its limit on every row)")
+
+
+def plot_update_ratios(records: Sequence[dict[str, Any]], *, labels: dict[str, str] | None = None,
+                       rule: float = 1e-3) -> Any:
+    """The update/weight ratio ``||dW|| / ||W||`` of each weight at each epoch's last step, log scale.
+
+    The band marks a decade either side of the ``rule`` of thumb (1e-3): far below it a layer barely learns,
+    far above it the steps overshoot.
+    """
+    names = list(dict.fromkeys(n for r in records for n in (r.get("update_ratio") or {})))
+    if not names:
+        return None
+    names.sort(key=_layer_order)
+    fig = _figure((7.6, 4.0))
+    ax = fig.add_subplot()
+    plotted = False
+    for i, name in enumerate(names):
+        xs, ys = [], []
+        for r in records:
+            v = (r.get("update_ratio") or {}).get(name)
+            if isinstance(v, (int, float)) and math.isfinite(v) and v > 0:
+                xs.append(int(r["epoch"]))
+                ys.append(float(v))
+        if ys:
+            plotted = True
+            label = _param_label(name, labels) if i < LEGEND_MAX else "_nolegend_"
+            ax.plot(xs, ys, **line_style(i, len(records)), label=label)
+    if not plotted:
+        return None
+    ax.axhspan(rule / 10, rule * 10, color="tab:green", alpha=0.08, label=f"{rule / 10:g} to {rule * 10:g}")
+    ax.axhline(rule, color="tab:green", linewidth=1, linestyle=":", label=f"rule of thumb {rule:g}")
+    ax.set_yscale("log")
+    ax.set_ylabel("||update|| / ||weight|| (log scale)")
+    ax.set_title("Update/weight ratio at each epoch's last step")
+    _epoch_axis(ax, records)
+    _legend_outside(ax, len(names))
+    return fig
+
+
+def _regression_columns(y_true: Any, y_pred: Any) -> tuple[numpy.ndarray, numpy.ndarray]:
+    t = numpy.asarray(y_true, dtype=float)
+    p = numpy.asarray(y_pred, dtype=float)
+    t = t.reshape(len(t), -1)
+    p = p.reshape(len(p), -1)
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has shape {t.shape}, y_pred {p.shape}: one prediction per target value is needed")
+    return t, p
+
+
+def _output_names(k: int, target_names: Sequence[str] | None) -> list[str]:
+    names = [str(n) for n in target_names] if target_names is not None else []
+    return names[:k] + [f"output {j + 1}" for j in range(len(names), k)]
+
+
+def plot_predicted_vs_true(y_true: Any, y_pred: Any, *, target_names: Sequence[str] | None = None,
+                           title: str = "Predicted against true, test set") -> Any:
+    """A regression's predictions against the true values, with the line ``predicted = true``.
+
+    Points on the diagonal are exact; R^2 = 1 - sum (y - y_hat)^2 / sum (y - mean y)^2 is in the legend
+    (per output, up to :data:`LEGEND_MAX` outputs).
+    """
+    t, p = _regression_columns(y_true, y_pred)
+    if not len(t):
+        return None
+    fig = _figure((5.8, 5.2))
+    ax = fig.add_subplot()
+    names = _output_names(t.shape[1], target_names)
+    for j in range(min(t.shape[1], LEGEND_MAX)):
+        ss = float(((t[:, j] - t[:, j].mean()) ** 2).sum())
+        r2 = 1.0 - float(((t[:, j] - p[:, j]) ** 2).sum()) / ss if ss > 0 else float("nan")
+        ax.scatter(t[:, j], p[:, j], s=10, alpha=0.6, marker=_MARKERS[j % len(_MARKERS)],
+                   label=f"{names[j]} (R\u00b2 {r2:.3f})")
+    lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+    ax.plot([lo, hi], [lo, hi], color="0.3", linewidth=1, linestyle="--", label="predicted = true")
+    ax.set_xlabel("true value")
+    ax.set_ylabel("predicted value")
+    ax.set_title(title + f" ({len(t)} samples)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left")
+    return fig
+
+
+def plot_residuals(y_true: Any, y_pred: Any, *, target_names: Sequence[str] | None = None,
+                   title: str = "Residuals, test set") -> Any:
+    """Residuals ``y_hat - y`` against the prediction: a band around 0 with no trend is a good fit;
+    a funnel or a curve shows what the model misses. RMSE per output in the legend."""
+    t, p = _regression_columns(y_true, y_pred)
+    if not len(t):
+        return None
+    fig = _figure((6.4, 4.0))
+    ax = fig.add_subplot()
+    names = _output_names(t.shape[1], target_names)
+    for j in range(min(t.shape[1], LEGEND_MAX)):
+        r = p[:, j] - t[:, j]
+        ax.scatter(p[:, j], r, s=10, alpha=0.6, marker=_MARKERS[j % len(_MARKERS)],
+                   label=f"{names[j]} (RMSE {float(numpy.sqrt(numpy.mean(r ** 2))):.3g})")
+    ax.axhline(0.0, color="0.3", linewidth=1, linestyle="--")
+    ax.set_xlabel("predicted value")
+    ax.set_ylabel("residual (predicted - true)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
     return fig
 
 

@@ -11,6 +11,7 @@ Each verdict is one short sentence. The CLI prints the same lines at the end of
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -90,7 +91,9 @@ def health_summary(history: Any, *, layer_labels: Mapping[str, str] | None = Non
         Module path -> {"dead": fraction, "saturated": fraction}, measured on a
         fixed sample (:func:`deltanet.training.metrics.unit_health`).
     update_ratios : mapping, optional
-        Module path (or parameter name) -> update/weight norm ratio per epoch.
+        Module path (or parameter name) -> update/weight norm ratio per epoch;
+        by default the records' ``update_ratio``. Each layer is judged by its
+        median over the epochs against :data:`UPDATE_RATIO_RULE`.
     """
     records, extra = _records(history)
     lines: list[str] = []
@@ -153,20 +156,24 @@ def health_summary(history: Any, *, layer_labels: Mapping[str, str] | None = Non
     if sat and not any(v >= 0.1 for v in sat.values()):
         lines.append(f"Saturated units: under 10% in every tanh/sigmoid layer ({where}).")
 
-    ratios: dict[str, float] = {}
+    # the ratio of each layer over the run: the median over epochs (the last epochs alone would judge a schedule's
+    # annealed learning rate, not the training)
+    series: dict[str, list[float]] = {}
     if update_ratios:
         for k, seq in update_ratios.items():
-            vals = [float(v) for v in seq if _num(v)]
-            if vals:
-                ratios[layer_of(k) if k.endswith(("weight", "bias")) else k] = vals[-1]
+            series.setdefault(layer_of(k) if k.endswith(("weight", "bias")) else k, []).extend(
+                float(v) for v in seq if _num(v))
     else:
-        last_ratio = next((r.get("update_ratio") for r in reversed(records) if r.get("update_ratio")), None) or {}
-        ratios = {layer_of(k) if k.endswith(("weight", "bias")) else k: float(v) for k, v in last_ratio.items() if _num(v)}
+        for r in records:
+            for k, v in (r.get("update_ratio") or {}).items():
+                if _num(v):
+                    series.setdefault(layer_of(k) if k.endswith(("weight", "bias")) else k, []).append(float(v))
+    ratios = {k: statistics.median(v) for k, v in series.items() if v}
     if ratios:
         rl = sorted(ratios, key=_order)
         low = [p for p in rl if ratios[p] < UPDATE_RATIO_RULE / 10]
         high = [p for p in rl if ratios[p] > UPDATE_RATIO_RULE * 10]
-        span = f"{min(ratios.values()):.1e} to {max(ratios.values()):.1e}"
+        span = f"{min(ratios.values()):.1e} to {max(ratios.values()):.1e} (median over epochs)"
         if high:
             lines.append(f"Update/weight ratio {span} (rule of thumb {UPDATE_RATIO_RULE:g}): too large in "
                          f"{', '.join(name(p, rl) for p in high)}; lower the learning rate.")

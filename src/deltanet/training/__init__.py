@@ -9,13 +9,14 @@ from .callbacks import Callback, CallbackList, ModelCheckpoint
 from .checkpoint import load_state, save_state
 from .data import validation_split
 from .history import RECORD_KEYS, STOP_REASONS, History
-from .metrics import accuracy, dead_fractions, infer_task
+from .metrics import accuracy, dead_fractions, infer_task, unit_health, update_ratios
 from .progress import ProgressBar
 from .stopping import EarlyStopping, GradNormThreshold, LossThreshold
 from .trainer import Trainer
 
 __all__ = [
     "RECORD_KEYS", "STOP_REASONS", "Callback", "CallbackList", "EarlyStopping", "GradNormThreshold", "History",
-    "LossThreshold", "ModelCheckpoint", "ProgressBar", "Trainer", "accuracy", "dead_fractions", "infer_task",
+    "LossThreshold", "ModelCheckpoint", "ProgressBar", "Trainer", "accuracy", "dead_fractions", "infer_task", "unit_health",
+    "update_ratios",
     "load_state", "save_state", "validation_split",
 ]

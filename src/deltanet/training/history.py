@@ -14,7 +14,9 @@ from ..io import atomic_write
 
 #: Keys of every epoch record, in column order.
 RECORD_KEYS = ("epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "grad_norm", "time",
-               "layer_grad_norms", "dead_fraction")
+               "layer_grad_norms", "dead_fraction", "saturated_fraction", "update_ratio")
+#: The record keys whose values are per-layer dicts (one CSV column per entry).
+LAYER_KEYS = ("layer_grad_norms", "dead_fraction", "saturated_fraction", "update_ratio")
 
 #: Values ``History.stop_reason`` takes.
 STOP_REASONS = ("max_epochs", "loss_threshold", "grad_norm_threshold", "early_stopping", "diverged", "interrupted",
@@ -39,8 +41,11 @@ class History:
         trainer folded the others' gradients, see :class:`Trainer`), ``time`` (wall seconds of the
         epoch, validation included), ``layer_grad_norms`` ({parameter name: mean
         gradient L2 norm over the epoch}), ``dead_fraction`` ({module path: fraction
-        of dead units on the epoch's last full batch}); the last two are ``{}``
-        when the trainer does not record layers.
+        of ReLU/LeakyReLU units that output <= 0 for every row of a fixed sample of
+        training rows, measured at the epoch's end in eval mode}),
+        ``saturated_fraction`` (the same for tanh/sigmoid units stuck near their
+        asymptotes), ``update_ratio`` ({weight name: ||dW|| / ||W|| of the epoch's
+        last step}); the last four are ``{}`` when the trainer does not record layers.
     stop_reason : str or None
         Which criterion ended the last ``fit`` (:data:`STOP_REASONS`).
     stop_message : str or None
@@ -150,11 +155,11 @@ class History:
         Scalar keys are columns; the per-layer dicts become one column per entry,
         ``layer_grad_norms[0.weight]``, ``dead_fraction[1]``. Missing values are empty.
         """
-        scalar = [k for k in RECORD_KEYS if k not in ("layer_grad_norms", "dead_fraction")]
+        scalar = [k for k in RECORD_KEYS if k not in LAYER_KEYS]
         extra = [k for r in self.records for k in r if k not in RECORD_KEYS]
         columns = scalar + list(dict.fromkeys(extra))
         nested = []
-        for key in ("layer_grad_norms", "dead_fraction"):
+        for key in LAYER_KEYS:
             names = list(dict.fromkeys(n for r in self.records for n in (r.get(key) or {})))
             nested += [(key, n) for n in names]
         buf = io.StringIO()

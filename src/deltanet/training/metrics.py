@@ -1,8 +1,10 @@
-"""Per-epoch metrics and diagnostics: the task of a loss, accuracy, dead-unit fractions.
+"""Per-epoch metrics and diagnostics: the task of a loss, accuracy, dead and saturated units, update sizes.
 
-Everything here runs once per batch on arrays the training step already has
-(accuracy from the logits, dead units from the last forward pass), so it adds
-no pass over the data of its own.
+Accuracy runs once per batch on the logits the training step already has. The
+backprop diagnostics run once per epoch: :func:`unit_health` is one eval-mode
+forward pass over a fixed sample of :data:`MONITOR_ROWS` training rows (the same
+rows every epoch, so the curves are not batch noise), :func:`update_ratios`
+compares the weights around the epoch's last step.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from typing import Any
 from .. import backend
 from ..losses import BinaryCrossEntropyWithLogits, Loss, MeanSquaredError, SoftmaxCrossEntropy
 from ..modules.base import Module
+
+#: Rows of the fixed training sample on which the Trainer measures dead and saturated units each epoch.
+MONITOR_ROWS = 256
 
 #: The tasks a trainer knows; ``None`` lets the loss decide (:func:`infer_task`).
 TASKS = ("classification", "regression", "multilabel")
@@ -117,4 +122,21 @@ def unit_health(model: Module, X_sample: Any, *, threshold: float = 0.97) -> dic
             out[path] = {"saturated": float((abs(h) > threshold).all(axis=0).mean())}
         else:
             out[path] = {"saturated": float(((h < 1 - threshold) | (h > threshold)).all(axis=0).mean())}
+    return out
+
+
+def update_ratios(params: Any, before: Any) -> dict[str, float]:
+    """``{name: ||W_after - W_before||_F / ||W_before||_F}`` for one optimizer step.
+
+    The relative size of a step; the usual rule of thumb wants about 1e-3
+    (much smaller: the layer barely learns; much larger: the step overshoots).
+    ``params`` are the parameters after the step, ``before`` copies of their
+    values before it. A parameter whose weights were all zero gets ``inf``
+    when it moved and 0 when it did not.
+    """
+    xp = backend.xp
+    out = {}
+    for p, w0 in zip(params, before, strict=True):
+        step, size = float(xp.linalg.norm(p.value - w0)), float(xp.linalg.norm(w0))
+        out[p.name] = step / size if size > 0 else (float("inf") if step > 0 else 0.0)
     return out

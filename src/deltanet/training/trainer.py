@@ -47,7 +47,7 @@ from . import checkpoint as ckpt
 from .callbacks import Callback, CallbackList
 from .data import Dataset, prepare_data, validation_split
 from .history import History
-from .metrics import check_task, correct_count, dead_fractions
+from .metrics import MONITOR_ROWS, check_task, correct_count, unit_health, update_ratios
 from .progress import ProgressBar
 from .stopping import GradNormThreshold, LossThreshold, criterion_threshold, make_early_stopping
 
@@ -481,6 +481,8 @@ class Trainer:
             raise RuntimeError("Trainer.fit is already running (called from a callback?)")
         train, val = self._prepare(X, y, validation_data, validation_fraction, sample_weight)
         n = len(train)
+        # the fixed rows on which dead and saturated units are measured at every epoch's end (record_layers)
+        self._monitor_X = train.X[:MONITOR_ROWS]
         n_batches = self._batch_count(n)
         n_epochs = self._epochs_for_call(epochs)
         self.n_batches = n_batches
@@ -600,7 +602,6 @@ class Trainer:
         perm = backend.xp.asarray(self.rng.permutation(n) if self.shuffle else numpy.arange(n))
         # a model with BatchNorm may merge a last batch of one row into the one before (see _batch_count)
         last = self.n_batches - 1
-        last_full = self.n_batches if (self.n_batches * bs <= n or self.n_batches == 1) else self.n_batches - 1
         weighted = train.sample_weight is not None
         # integer labels: each batch's predicted classes are kept, and compared with the labels once per epoch
         preds = backend.xp.empty(n, dtype=numpy.intp) if self.task == "classification" and train.y.ndim == 1 else None
@@ -609,7 +610,9 @@ class Trainer:
         loss_sum = weight_sum = correct = grad_norm_sum = 0.0
         measured = 0                  # batches whose gradient norm was measured (all but folded ones)
         layer_sums = numpy.zeros(len(self.params)) if self.record_layers else None
-        dead: dict[str, float] = {}
+        # the weights before the epoch's last step, for its update/weight ratio (record_layers)
+        watched = [p for p in self.params if p.value.ndim >= 2] if self.record_layers else []
+        before: list[Any] | None = None
         lr = self.lr
         batches = seen = 0
         for b in range(self.n_batches):
@@ -621,6 +624,8 @@ class Trainer:
             callbacks.on_batch_begin(self, batch)
             lr = self.lr
             fold = self._fold and batch < self.n_batches and self.gradient_hook is None
+            if watched and b == last:
+                before = [backend.xp.array(p.value, copy=True) for p in watched]
             step = self._train_step(xb, yb, wb, callbacks, fold=fold)
             if isinstance(step, str):
                 self._diverged(epoch, batch, step, good, callbacks)
@@ -640,8 +645,6 @@ class Trainer:
                 measured += 1
             if layer_sums is not None:
                 layer_sums += numpy.sqrt(sq)
-                if batch == last_full:
-                    dead = dead_fractions(self.model)
             callbacks.on_batch_end(self, batch, loss)
             if self._interrupt_requested and not self.stop_training:
                 how = {"SIGTERM": " (SIGTERM)", "SIGINT": " (Ctrl-C)"}.get(self.interrupt_signal or "", "")
@@ -651,6 +654,7 @@ class Trainer:
                 break
         if preds is not None:
             correct = int(backend.xp.count_nonzero(preds[:seen] == train.y[perm[:seen]]))
+        units = unit_health(self.model, self._monitor_X) if self.record_layers and len(self._monitor_X) else {}
         record: dict[str, Any] = {
             "epoch": epoch,
             "train_loss": loss_sum / weight_sum,
@@ -662,7 +666,9 @@ class Trainer:
             "time": 0.0,
             "layer_grad_norms": ({p.name: float(s / batches) for p, s in zip(self.params, layer_sums, strict=True)}
                                  if layer_sums is not None else {}),
-            "dead_fraction": dead,
+            "dead_fraction": {k: v["dead"] for k, v in units.items() if "dead" in v},
+            "saturated_fraction": {k: v["saturated"] for k, v in units.items() if "saturated" in v},
+            "update_ratio": update_ratios(watched, before) if before is not None else {},
         }
         if val is not None:
             try:
