@@ -374,3 +374,12 @@ def test_regression_run_draws_predicted_against_true(tmp_path, capsys):
     assert code == 0, err
     assert (tmp_path / "r" / "predicted_vs_true.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "r" / "residuals.png").exists() and not (tmp_path / "r" / "confusion_matrix.png").exists()
+
+
+def test_datasets_status_speaks_in_command_line_options(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("DELTANET_DATA", str(tmp_path))
+    monkeypatch.delenv("DELTANET_MNIST_DIR", raising=False)
+    monkeypatch.setenv("DELTANET_FASHION_MNIST_DIR", str(tmp_path / "none"))
+    code, out, _ = run(["datasets"], capsys)
+    line = next(row for row in out.splitlines() if row.startswith("fashion-mnist "))
+    assert code == 0 and "--data-dir DIR" in line and "path=DIR" not in line and "download=True" not in line

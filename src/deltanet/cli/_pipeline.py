@@ -85,11 +85,11 @@ def load_data(data: DataConfig) -> Any:
         if info is not None and info.kind == "files":
             where = "in --data-dir " + str(data.data_dir) if data.data_dir is not None else "found"
             raise UsageError(f"the {info.name} files were not {where}: pass --data {info.name} --data-dir DIR (a directory "
-                             f"holding its files) or set DELTANET_DATA; the loader said: {_cli_terms(str(exc))}") from None
-        raise UsageError(_cli_terms(str(exc))) from None
+                             f"holding its files) or set DELTANET_DATA; the loader said: {cli_terms(str(exc))}") from None
+        raise UsageError(cli_terms(str(exc))) from None
 
 
-def _cli_terms(message: str) -> str:
+def cli_terms(message: str) -> str:
     """A library message in command-line terms: ``path=DIR`` -> ``--data-dir DIR``."""
     message = message.replace("path=DIR", "--data-dir DIR").replace("pass path=", "pass --data-dir ")
     message = re.sub(r",?\s*(or )?(pass |use )?download=True( on a machine with a network)?", "", message)

@@ -17,6 +17,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import list_datasets
+    from ._pipeline import cli_terms
 
     infos = list_datasets()
     if args.json:
@@ -26,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'name':<{w}}  {'task':<14}  {'samples':<24}  {'features':>8}  {'classes':>7}  status")
     for i in infos:
         classes = "-" if i.n_classes is None else str(i.n_classes)
-        print(f"{i.name:<{w}}  {i.task:<14}  {i.n_samples:<24}  {i.n_features:>8}  {classes:>7}  {i.status()}")
+        print(f"{i.name:<{w}}  {i.task:<14}  {i.n_samples:<24}  {i.n_features:>8}  {classes:>7}  {cli_terms(i.status())}")
     print()
     print("where they come from:")
     for i in infos:
