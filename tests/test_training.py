@@ -213,6 +213,7 @@ def test_l2_term_in_the_training_loss():
     trainer = dn.Trainer(net, optimizer="sgd", lr=1e-3, l2=0.1, batch_size=16, epochs=1)
     history = trainer.fit(X, y)
     assert trainer.optimizer.weight_decay == 0.1
+    assert all(p.value.flags.f_contiguous for p in net.parameters() if p.decay)   # the layout sum_of_squares must handle
     assert history.loss_includes_l2 is True
     assert history["train_loss"][0] == pytest.approx(data_loss + 0.05 * w2, rel=1e-10)
     adamw = dn.Trainer(dn.mlp([4, 6, 3], rng=0), optimizer="adamw", l2=0.1, epochs=1)

@@ -76,6 +76,17 @@ def flat_view(a: Any) -> Any:
     return a.T.reshape(-1) if a.ndim > 1 and a.flags.f_contiguous and not a.flags.c_contiguous else a.reshape(-1)
 
 
+def sum_of_squares(a: Any) -> float:
+    r"""``||a||_2^2 = sum_i a_i^2`` (the squared Frobenius norm of a matrix) as a Python float.
+
+    One BLAS dot over the array's memory, whatever its layout: ``xp.vdot`` would
+    first copy a column-major weight to row-major order (single-threaded; 60x
+    slower for a 1024 x 1024 weight). Accumulates in the array's dtype.
+    """
+    flat = flat_view(a)
+    return float(xp.dot(flat, flat))
+
+
 _ONES: dict[tuple[Any, Any], Any] = {}
 
 

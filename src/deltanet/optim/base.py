@@ -237,8 +237,7 @@ class Optimizer:
             sq = 0.0
             for p, state in zip(self.params, self.state, strict=True):
                 if measure:
-                    g = backend.flat_view(p.grad)
-                    sq += float(backend.xp.dot(g, g))
+                    sq += backend.sum_of_squares(p.grad)
                 self._update(p, state)
         self.last_grad_norm = math.sqrt(sq) if measure else None
         if self.flush_subnormals_every and self.step_count % self.flush_subnormals_every == 0:

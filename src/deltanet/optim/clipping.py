@@ -21,8 +21,8 @@ def grad_norm(params: Iterable[Parameter]) -> float:
     params = list(params)
     grads = flat_grads(params)
     if grads is None:
-        grads = [backend.flat_view(p.grad) for p in params]
-    return math.sqrt(sum(float(backend.xp.dot(g, g)) for g in grads))
+        grads = [p.grad for p in params]
+    return math.sqrt(sum(backend.sum_of_squares(g) for g in grads))
 
 
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float, *, norm: float | None = None) -> float:

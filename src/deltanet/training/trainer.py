@@ -224,6 +224,7 @@ class Trainer:
             raise TypeError(f"Trainer: model must be a deltanet Module, got {type(model).__name__}")
         self.model = model
         self.params: list[Parameter] = model.parameters()
+        self._decayed = [p for p in self.params if p.decay]           # the weights in the L2 term of the loss
         if not self.params:
             raise ValueError("Trainer: the model has no trainable parameters")
         self.loss: Loss = get_loss(loss)
@@ -693,7 +694,6 @@ class Trainer:
         ``fold``: let the optimizer take the gradients straight into its state
         (:meth:`~deltanet.optim.Optimizer.fold_gradients`) if its rule can; the
         gradient norm is then not measured (None)."""
-        xp = backend.xp
         try:
             out = self.model.forward(xb, training=True)
             loss = self.loss.forward(out, yb, wb)
@@ -701,7 +701,7 @@ class Trainer:
             return f"a NaN or infinite value in the forward pass ({exc})"
         lam = self.l2_in_loss
         if lam:
-            loss += 0.5 * lam * sum(float(xp.vdot(p.value, p.value)) for p in self.params if p.decay)
+            loss += 0.5 * lam * sum(backend.sum_of_squares(p.value) for p in self._decayed)   # lambda/2 sum ||W||_F^2
         if not math.isfinite(loss):
             return f"the loss is {loss}"
         self._zero_grad()
@@ -735,7 +735,7 @@ class Trainer:
                 return f"the gradient norm is {total}"
             return total, None
         if self.record_layers:
-            sq = [float(backend.xp.dot(g, g)) for g in (backend.flat_view(p.grad) for p in self.params)]
+            sq = [backend.sum_of_squares(p.grad) for p in self.params]
             total = math.sqrt(sum(sq))
         else:
             sq, total = None, grad_norm(self.params)        # one dot product per flat gradient buffer
