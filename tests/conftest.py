@@ -19,6 +19,19 @@ def _restore_default_dtype():
     dn.set_default_dtype(saved)
 
 
+@pytest.fixture(params=["kernels", "numpy"])
+def both_kernel_paths(request):
+    """Run a test with the compiled kernels on (where Numba is installed) and with the NumPy reference only."""
+    from deltanet.accel import kernels
+
+    if request.param == "kernels" and not kernels.set_enabled(True):
+        pytest.skip("Numba is not installed: no compiled kernels")
+    if request.param == "numpy":
+        kernels.set_enabled(False)
+    yield request.param
+    kernels.set_enabled(None)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)

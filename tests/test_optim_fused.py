@@ -15,6 +15,9 @@ from conftest import checkpoint_roundtrip
 from deltanet.optim import SGD, Adam, AdamW, FlatBuffer, RMSprop, clip_grad_norm, flatten, grad_norm
 from deltanet.optim.flat import flat_grads
 
+# every test here runs with the compiled optimizer kernels and with the NumPy reference rules
+pytestmark = pytest.mark.usefixtures("both_kernel_paths")
+
 CONFIGS = [
     (SGD, {"lr": 0.1}),
     (SGD, {"lr": 0.1, "weight_decay": 0.05}),

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
-from .. import backend, blas
 from ..parameter import Parameter
+from . import rules
 from .base import Optimizer, check_positive, check_unit_interval
 
 
@@ -56,7 +55,8 @@ class Adam(Optimizer):
 
         W <- W - [alpha sqrt(1 - beta2^t) / (1 - beta1^t)] * m / (sqrt(v) + eps sqrt(1 - beta2^t))
 
-    State: ``exp_avg`` (m) and ``exp_avg_sq`` (v); t is ``step_count``.
+    The rule is :func:`deltanet.optim.rules.adam`; the fused step runs its one-pass compiled kernel
+    (:mod:`deltanet.accel.kernels.optim`) where it can. State: ``exp_avg`` (m) and ``exp_avg_sq`` (v); t is ``step_count``.
 
     References
     ----------
@@ -65,10 +65,8 @@ class Adam(Optimizer):
 
     #: Decoupled weight decay (AdamW) instead of an L2 term in the gradient.
     decoupled = False
-    #: Fused updates run over chunks of 512 KiB per array: with the BLAS doing three of the passes, fewer and
-    #: longer calls win (0.5M float32 parameters: 1.06 ms a step, 1.32 ms with 128 KiB chunks; NumPy alone:
-    #: 1.25 / 1.36 ms).
-    chunk_bytes = 1 << 19
+    rule = staticmethod(rules.adam)
+    kernel = "adam"
 
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, *, fused: bool = True) -> None:
@@ -80,46 +78,13 @@ class Adam(Optimizer):
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
 
+    def rule_arguments(self) -> dict[str, Any]:
+        beta1, beta2 = self.betas
+        return {"lr": self.lr, "beta1": beta1, "beta2": beta2, "eps": self.eps, "weight_decay": self.weight_decay,
+                "decoupled": self.decoupled, "t": self.step_count}
+
     def state_keys(self) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq")
-
-    def _rule(self, w: Any, grad: Any, state: dict[str, Any], work: Sequence[Any], decay: bool) -> None:
-        # passes over memory: 7 (12 for small models), +2 for L2 (Adam) or +1 for decoupled decay (AdamW): the
-        # moving averages and the update are BLAS axpby / axpy calls, one pass each (deltanet.blas)
-        xp = backend.xp
-        beta1, beta2 = self.betas
-        t = self.step_count
-        l2, tmp = work
-        if self.decoupled:
-            g = grad
-            if decay and self.weight_decay:
-                w *= 1.0 - self.lr * self.weight_decay            # W = W - alpha lambda W
-        else:
-            g = self._l2_gradient(w, grad, decay, out=l2)
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        large = self._n_elements >= self.blas_min_size          # BLAS calls pay off (see Optimizer.blas_min_size)
-        if large:
-            blas.axpby(1.0 - beta1, g, beta1, m)                  # m = beta1 m + (1 - beta1) g
-            xp.multiply(g, g, out=tmp)
-            blas.axpby(1.0 - beta2, tmp, beta2, v)                # v = beta2 v + (1 - beta2) g^2
-        else:
-            m *= beta1                                            # m = beta1 m + (1 - beta1) g
-            xp.multiply(g, 1.0 - beta1, out=tmp)
-            m += tmp
-            v *= beta2                                            # v = beta2 v + (1 - beta2) g^2
-            xp.multiply(g, g, out=tmp)
-            tmp *= 1.0 - beta2
-            v += tmp
-        root_bc2 = math.sqrt(1.0 - beta2**t)
-        xp.sqrt(v, out=tmp)                                       # (sqrt(v_hat) + eps) * sqrt(1 - beta2^t)
-        tmp += self.eps * root_bc2
-        xp.divide(m, tmp, out=tmp)                                # W = W - alpha m_hat / (sqrt(v_hat) + eps)
-        step = self.lr * root_bc2 / (1.0 - beta1**t)
-        if large:
-            blas.axpy(-step, tmp, w)
-        else:
-            tmp *= step
-            w -= tmp
 
 
 class AdamW(Adam):

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import backend, blas
+from ..accel import kernels
 from ..parameter import Parameter
 from .flat import FlatBuffer, flatten
 
@@ -51,9 +52,13 @@ def check_int(name: str, value: Any, *, minimum: int = 0) -> int:
 class Optimizer:
     """Base class: holds the parameters, the learning rate and per-parameter state.
 
-    Subclasses implement :meth:`_rule` (the published update as a few in-place
-    array operations on a value, its gradient and its state arrays, for arrays
-    of any shape), :meth:`state_keys` and :meth:`hyperparameters`. The
+    Subclasses name their published update rule, :attr:`rule` (a function of
+    :mod:`deltanet.optim.rules`: a few in-place array operations on a value,
+    its gradient and its state arrays, for arrays of any shape) with
+    :meth:`rule_arguments`, or override :meth:`_rule`; and implement
+    :meth:`state_keys` and :meth:`hyperparameters`. :attr:`kernel` names the
+    rule's compiled one-pass counterpart, which the fused step runs instead
+    where it can (:mod:`deltanet.accel.kernels`). The
     learning rate ``lr`` is a plain attribute that schedules set; ``step()``
     applies one update to every parameter from its current ``grad`` (the
     gradient itself is never modified); ``state_dict()`` /
@@ -262,26 +267,29 @@ class Optimizer:
         for a in arrays:
             a[xp.abs(a) < xp.finfo(a.dtype).tiny] = 0
 
+    #: The published update rule, a function of :mod:`deltanet.optim.rules` (called with the keyword
+    #: arguments of :meth:`rule_arguments`); None in a subclass that overrides :meth:`_rule` instead.
+    rule: Any = None
+    #: The name of the rule's compiled one-pass kernel in :mod:`deltanet.accel.kernels.optim` (None: none).
+    kernel: str | None = None
+
+    def rule_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of :attr:`rule` (and of its kernel) for this step: hyper-parameters and ``t``."""
+        return {"lr": self.lr}
+
     def _rule(self, w: Any, grad: Any, state: dict[str, Any], work: Sequence[Any], decay: bool) -> None:
-        """The update rule, in place on ``w`` and the arrays of ``state``.
+        """The update rule, in place on ``w`` and the arrays of ``state``: :attr:`rule` with :meth:`rule_arguments`.
 
         ``w``, ``grad``, each ``state[key]`` (for every key of
         :meth:`state_keys`; created as zeros before the first step) and each
         of the ``n_work`` scratch arrays ``work`` (contents undefined) have
         the same shape: one parameter, or one chunk of a flat buffer.
         ``decay``: whether weight decay applies to these elements. ``grad``
-        must not be modified.
+        must not be modified. A subclass sets :attr:`rule` or overrides this.
         """
-        raise NotImplementedError
-
-    def _l2_gradient(self, w: Any, grad: Any, decay: bool, out: Any) -> Any:
-        """The gradient of L + lambda/2 ||W||^2: ``grad + weight_decay * w`` written into ``out`` where weight
-        decay applies to these elements (2 passes), else ``grad`` itself (never modified)."""
-        if not (decay and self.weight_decay):
-            return grad
-        backend.xp.multiply(w, self.weight_decay, out=out)                 # g = grad + lambda W
-        out += grad
-        return out
+        if self.rule is None:
+            raise NotImplementedError(f"{type(self).__name__} defines neither rule nor _rule")
+        self.rule(w, grad, state, work, decay=decay, **self.rule_arguments())
 
     # -- one parameter at a time (fused=False) --------------------------------
     def _update(self, p: Parameter, state: dict[str, Any]) -> None:
@@ -313,18 +321,37 @@ class Optimizer:
                 group.buffer.sync()
 
     def _fused_step(self, measure: bool = False) -> float:
-        """One update over the flat buffers; returns ``sum ||grad||^2`` when ``measure`` (else 0)."""
+        """One update over the flat buffers; returns ``sum ||grad||^2`` when ``measure`` (else 0).
+
+        Where the rule's compiled kernel can run (:func:`deltanet.accel.kernels.enabled` and
+        :func:`~deltanet.accel.kernels.takes`), one parallel pass per part of each buffer (decayed
+        parameters, the others); otherwise the rule chunk by chunk, each chunk in cache for all its passes.
+        """
         self._prepare_groups()
         keys = self.state_keys()
         split = bool(self.weight_decay)               # without weight decay a chunk may span both kinds of parameters
+        kernel = self._compiled_kernel()
         dot, sq = backend.xp.dot, 0.0
         for group in self._groups:
             self._create_flat_state(group, keys)
+            if kernel is not None and kernels.takes(group.buffer.value):
+                arguments = self.rule_arguments()
+                for w, g, state, decay in group.parts(keys, split):
+                    sq += kernel(w, g, state, decay=decay, measure=measure, **arguments)
+                continue
             for w, g, state, work, decay in group.chunks(keys, split):
                 if measure:
                     sq += float(dot(g, g))
                 self._rule(w, g, state, work, decay)
         return sq
+
+    def _compiled_kernel(self) -> Any:
+        """The rule's one-pass kernel when compiled kernels run in this process (and the rule is the class's own)."""
+        if self.kernel is None or not kernels.enabled() or type(self)._rule is not Optimizer._rule:
+            return None
+        from ..accel.kernels.optim import KERNELS  # imports Numba: only once a kernel is needed
+
+        return KERNELS[self.kernel][0]
 
     def _regroup(self) -> None:
         """Flatten the parameters (one buffer per dtype) and move the state arrays into flat arrays."""
@@ -469,9 +496,11 @@ class _Group:
         self._chunks: list[tuple[Any, Any, dict[str, Any], list[Any], bool]] | None = None
         self._views: dict[str, list[Any]] = {}
         self._keys: tuple[tuple[str, ...], bool] | None = None
+        self._parts: list[tuple[Any, Any, dict[str, Any], bool]] | None = None
+        self._parts_keys: tuple[tuple[str, ...], bool] | None = None
 
     def invalidate(self) -> None:
-        self._chunks = None
+        self._chunks = self._parts = None
         self._views = {}
 
     def state_views(self, key: str) -> list[Any]:
@@ -481,6 +510,16 @@ class _Group:
             flat = self.state[key]
             views = self._views[key] = [self.buffer.view(flat, j) for j in range(len(self.buffer.params))]
         return views
+
+    def parts(self, keys: tuple[str, ...], split: bool = True) -> list[tuple[Any, Any, dict[str, Any], bool]]:
+        """``(w, grad, state, decay)`` views of the whole buffer, or of its decayed part and the rest with ``split``."""
+        if self._parts is None or (keys, split) != self._parts_keys:
+            buf, n = self.buffer, self.buffer.n_decay
+            bounds = [(0, n, True), (n, buf.size, False)] if split else [(0, buf.size, False)]
+            self._parts = [(buf.value[a:b], buf.grad[a:b], {k: self.state[k][a:b] for k in keys}, decay)
+                           for a, b, decay in bounds if b > a]
+            self._parts_keys = (keys, split)
+        return self._parts
 
     def chunks(self, keys: tuple[str, ...], split: bool = True) -> list[tuple[Any, Any, dict[str, Any], list[Any], bool]]:
         """``(w, grad, state, work, decay)`` views for each chunk (made once, reused every step)."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
-from .. import backend
 from ..parameter import Parameter
+from . import rules
 from .base import Optimizer, check_positive, check_unit_interval
 
 
@@ -59,6 +59,9 @@ class RMSprop(Optimizer):
     (centered variant, momentum).
     """
 
+    rule = staticmethod(rules.rmsprop)
+    kernel = "rmsprop"
+
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  momentum: float = 0.0, weight_decay: float = 0.0, centered: bool = False, *, fused: bool = True) -> None:
         super().__init__(params, lr, fused=fused)
@@ -75,34 +78,6 @@ class RMSprop(Optimizer):
     def state_keys(self) -> tuple[str, ...]:
         return ("square_avg",) + (("grad_avg",) if self.centered else ()) + (("momentum_buffer",) if self.momentum else ())
 
-    def _rule(self, w: Any, grad: Any, state: dict[str, Any], work: Sequence[Any], decay: bool) -> None:
-        # passes over memory: 9, +2 with weight decay, +5 centered, +1 with momentum
-        xp = backend.xp
-        rho = self.alpha
-        l2, tmp = work
-        g = self._l2_gradient(w, grad, decay, out=l2)
-        v = state["square_avg"]
-        v *= rho                                                  # v = rho v + (1 - rho) g^2
-        xp.multiply(g, g, out=tmp)
-        tmp *= 1.0 - rho
-        v += tmp
-        if self.centered:
-            a = state["grad_avg"]
-            a *= rho                                              # a = rho a + (1 - rho) g
-            xp.multiply(g, 1.0 - rho, out=tmp)
-            a += tmp
-            xp.multiply(a, a, out=tmp)                            # s = v - a^2
-            xp.subtract(v, tmp, out=tmp)
-            xp.sqrt(tmp, out=tmp)
-        else:
-            xp.sqrt(v, out=tmp)
-        tmp += self.eps                                           # sqrt(s) + eps
-        xp.divide(g, tmp, out=tmp)                                # g / (sqrt(s) + eps)
-        if self.momentum:
-            b = state["momentum_buffer"]
-            b *= self.momentum                                    # b = mu b + g / (sqrt(s) + eps)
-            b += tmp
-            xp.multiply(b, self.lr, out=tmp)                      # W = W - alpha b
-        else:
-            tmp *= self.lr                                        # W = W - alpha g / (sqrt(s) + eps)
-        w -= tmp
+    def rule_arguments(self) -> dict[str, Any]:
+        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum,
+                "weight_decay": self.weight_decay, "centered": self.centered}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
-from .. import backend, blas
+from .. import blas
 from ..parameter import Parameter
+from . import rules
 from .base import Optimizer, _Group, check_positive, check_unit_interval
 
 
@@ -57,6 +58,9 @@ class SGD(Optimizer):
     deep learning", ICML (the Nesterov form used here).
     """
 
+    rule = staticmethod(rules.sgd)
+    kernel = "sgd"
+
     def __init__(self, params: Iterable[Parameter], lr: float = 0.01, momentum: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0, *, fused: bool = True) -> None:
         super().__init__(params, lr, fused=fused)
@@ -72,23 +76,8 @@ class SGD(Optimizer):
     def state_keys(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self.momentum else ()
 
-    def _rule(self, w: Any, grad: Any, state: dict[str, Any], work: Sequence[Any], decay: bool) -> None:
-        # passes over memory: 2 (plain), 4 (momentum), +2 with weight decay, +2 for Nesterov
-        xp = backend.xp
-        tmp, step = work
-        g = self._l2_gradient(w, grad, decay, out=tmp)
-        if self.momentum:
-            b = state["momentum_buffer"]                          # b_0 = 0, so b_1 = g_1
-            b *= self.momentum                                    # b = mu b + g
-            b += g
-            if self.nesterov:
-                xp.multiply(b, self.momentum, out=step)           # g + mu b
-                step += g
-                g = step
-            else:
-                g = b
-        xp.multiply(g, self.lr, out=step)                         # W = W - alpha g
-        w -= step
+    def rule_arguments(self) -> dict[str, Any]:
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
 
     # -- folded gradients (see Optimizer.fold_gradients) --------------------------
     def _fold_spec(self) -> tuple[str, float] | None:
