@@ -58,7 +58,8 @@ def test_kernel_equals_its_reference_rule_over_steps(case, decay, dtype, layout)
         extra = {"t": t} if name == "adam" else {}
         rule(w_ref, g, st_ref, work, decay=decay, **hyper, **extra)
         sq = kernel(w_k, g, st_k, decay=decay, measure=True, **hyper, **extra)
-        assert sq == pytest.approx(float((g.astype("float64") ** 2).sum()), rel=1e-12)
+        # one BLAS dot in the gradient's dtype: float32 accumulation over 1237 terms
+        assert sq == pytest.approx(float((g.astype("float64") ** 2).sum()), rel=1e-5 if dtype == "float32" else 1e-12)
         assert kernel(w_k.copy(), g, {k: v.copy() for k, v in st_k.items()}, decay=decay, measure=False,
                       **hyper, **extra) == 0.0
     scale = np.abs(w0).max()

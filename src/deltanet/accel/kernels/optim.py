@@ -4,11 +4,9 @@ Each public function takes 1-D contiguous arrays of one dtype (a slice of a
 :class:`~deltanet.optim.FlatBuffer` and of the optimizer's flat state), the
 same keyword hyper-parameters as its reference rule, and ``measure``; it
 updates ``w`` and ``state`` in place exactly as the rule does (the same
-operations per element, in the array's dtype, up to rounding) and returns
-``sum_i grad_i^2`` (accumulated in float64) when ``measure``, else 0.
-
-Measured (``benchmarks/bench_kernels.py``, 1.9M float32 parameters, 2 cores):
-Adam 4.0 ms by the NumPy reference with BLAS, 1.7 ms here.
+correctly rounded operations per element, in the same order, in the array's
+dtype; Numba compiles without ``fastmath``, so nothing is contracted or
+reordered) and returns ``sum_i grad_i^2`` when ``measure``, else 0.
 
 Importing this module imports Numba; :mod:`deltanet.accel.kernels` does it
 only when a kernel is first needed.
@@ -17,15 +15,24 @@ only when a kernel is first needed.
 from __future__ import annotations
 
 import math
+import os
+import threading
 from typing import Any
 
 import numba
 import numpy as np
 from numba import prange
 
+from ... import backend
 from ...optim import rules
 
-_jit = numba.njit(parallel=True, cache=True, nogil=True)
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # Numba's own work queue, not OpenMP: OpenMP's threads spin after a kernel and slow the BLAS threads of the
+    # next matrix product (a 784-1024-1024-10 step of products + Adam: 18.2 ms with OpenMP, 11.1 ms with the work
+    # queue, 9.7 ms for the two apart). The work queue takes one caller at a time: _LOCK serializes the kernels.
+    numba.config.THREADING_LAYER = "workqueue"
+_LOCK = threading.Lock()
+_jit = numba.njit(parallel=True, cache=True)
 _EMPTY: dict[Any, Any] = {}
 
 
@@ -37,21 +44,23 @@ def _empty(dtype: Any) -> Any:
     return a
 
 
+def _norm_squared(grad: Any, measure: bool) -> float:
+    """``sum_i grad_i^2`` by one BLAS dot when ``measure``, else 0. Not inside the kernels: a float64 sum in the
+    loop keeps it from being vectorized (Adam over 1.9M float32: 3.3 ms with it, 0.7 ms without)."""
+    return backend.sum_of_squares(grad) if measure else 0.0
+
+
 # -- SGD ------------------------------------------------------------------------------
 @_jit
-def _sgd(w, g, b, lr, mu, l2, nesterov, measure):                           # pragma: no cover - compiled
-    sq = 0.0
+def _sgd(w, g, b, lr, mu, l2, nesterov):                           # pragma: no cover - compiled
     for i in prange(w.size):
         gi = g[i]
-        if measure:
-            sq += np.float64(gi) * np.float64(gi)
         gi = w[i] * l2 + gi                                                  # g = grad + lambda W
         if b.size:
             bi = b[i] * mu + gi                                              # b = mu b + g
             b[i] = bi
             gi = bi * mu + gi if nesterov else bi
         w[i] -= gi * lr                                                      # W = W - alpha g
-    return sq
 
 
 def sgd(w: Any, grad: Any, state: dict[str, Any], *, decay: bool, measure: bool, lr: float, momentum: float,
@@ -59,17 +68,17 @@ def sgd(w: Any, grad: Any, state: dict[str, Any], *, decay: bool, measure: bool,
     """:func:`deltanet.optim.rules.sgd` in one pass: reads ``w, g`` (and ``b``), writes ``w`` (and ``b``)."""
     t = w.dtype.type
     b = state["momentum_buffer"] if momentum else _empty(w.dtype)
-    return _sgd(w, grad, b, t(lr), t(momentum), t(weight_decay if decay else 0.0), bool(nesterov), bool(measure))
+    sq = _norm_squared(grad, measure)
+    with _LOCK:
+        _sgd(w, grad, b, t(lr), t(momentum), t(weight_decay if decay else 0.0), bool(nesterov))
+    return sq
 
 
 # -- Adam / AdamW ---------------------------------------------------------------------
 @_jit
-def _adam(w, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step, eps_hat, l2, shrink, measure):  # pragma: no cover
-    sq = 0.0
+def _adam(w, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step, eps_hat, l2, shrink):  # pragma: no cover
     for i in prange(w.size):
         gi = g[i]
-        if measure:
-            sq += np.float64(gi) * np.float64(gi)
         wi = w[i] * shrink                                                   # W = W - alpha lambda W (AdamW)
         gi = wi * l2 + gi                                                    # g = grad + lambda W (Adam)
         mi = m[i] * beta1 + gi * one_minus_beta1                             # m = beta1 m + (1 - beta1) g
@@ -77,7 +86,6 @@ def _adam(w, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step, eps_
         m[i] = mi
         v[i] = vi
         w[i] = wi - mi / (np.sqrt(vi) + eps_hat) * step                     # W = W - alpha m_hat / (sqrt(v_hat) + eps)
-    return sq
 
 
 def adam(w: Any, grad: Any, state: dict[str, Any], *, decay: bool, measure: bool, lr: float, beta1: float,
@@ -88,18 +96,18 @@ def adam(w: Any, grad: Any, state: dict[str, Any], *, decay: bool, measure: bool
     on = decay and weight_decay
     shrink = 1.0 - lr * weight_decay if on and decoupled else 1.0
     l2 = weight_decay if on and not decoupled else 0.0
-    return _adam(w, grad, state["exp_avg"], state["exp_avg_sq"], c(beta1), c(1.0 - beta1), c(beta2), c(1.0 - beta2),
-                 c(lr * root_bc2 / (1.0 - beta1**t)), c(eps * root_bc2), c(l2), c(shrink), bool(measure))
+    sq = _norm_squared(grad, measure)
+    with _LOCK:
+        _adam(w, grad, state["exp_avg"], state["exp_avg_sq"], c(beta1), c(1.0 - beta1), c(beta2), c(1.0 - beta2),
+                     c(lr * root_bc2 / (1.0 - beta1**t)), c(eps * root_bc2), c(l2), c(shrink))
+    return sq
 
 
 # -- RMSprop ----------------------------------------------------------------------------
 @_jit
-def _rmsprop(w, g, v, a, b, lr, rho, one_minus_rho, eps, mu, l2, measure):   # pragma: no cover - compiled
-    sq = 0.0
+def _rmsprop(w, g, v, a, b, lr, rho, one_minus_rho, eps, mu, l2):   # pragma: no cover - compiled
     for i in prange(w.size):
         gi = g[i]
-        if measure:
-            sq += np.float64(gi) * np.float64(gi)
         gi = w[i] * l2 + gi                                                  # g = grad + lambda W
         vi = v[i] * rho + gi * gi * one_minus_rho                            # v = rho v + (1 - rho) g^2
         v[i] = vi
@@ -112,7 +120,6 @@ def _rmsprop(w, g, v, a, b, lr, rho, one_minus_rho, eps, mu, l2, measure):   # p
             d = b[i] * mu + d                                                # b = mu b + d
             b[i] = d
         w[i] -= d * lr                                                       # W = W - alpha b  (or alpha d)
-    return sq
 
 
 def rmsprop(w: Any, grad: Any, state: dict[str, Any], *, decay: bool, measure: bool, lr: float, alpha: float,
@@ -122,8 +129,11 @@ def rmsprop(w: Any, grad: Any, state: dict[str, Any], *, decay: bool, measure: b
     none = _empty(w.dtype)
     a = state["grad_avg"] if centered else none
     b = state["momentum_buffer"] if momentum else none
-    return _rmsprop(w, grad, state["square_avg"], a, b, c(lr), c(alpha), c(1.0 - alpha), c(eps), c(momentum),
-                    c(weight_decay if decay else 0.0), bool(measure))
+    sq = _norm_squared(grad, measure)
+    with _LOCK:
+        _rmsprop(w, grad, state["square_avg"], a, b, c(lr), c(alpha), c(1.0 - alpha), c(eps), c(momentum),
+                        c(weight_decay if decay else 0.0))
+    return sq
 
 
 #: Each kernel and the reference rule it equals.
