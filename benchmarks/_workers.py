@@ -10,7 +10,15 @@ Spec keys: ``framework`` (``floor``, ``floor-F``, ``torch-floor``, ``deltanet``,
 ``torch``, ``sklearn``), ``mode`` (``train`` or ``predict``), ``sizes``
 (``[d_0, ..., d_L]``), ``batch``, ``n_samples``, ``dtype``, ``threads``,
 ``epochs`` (timed epochs; ``predict`` repeats), ``warmup`` (batches run
-before timing), ``lr``, ``momentum``, ``seed``.
+before timing), ``lr``, ``momentum``, ``seed``, and optionally ``recipe``: a
+training recipe as users run it (``optimizer``, ``lr``, ``l2``, ``dropout``,
+``batch_norm``, ``schedule``, ``val_fraction``) instead of plain SGD with
+momentum; then ``deltanet-trainer`` runs the ``Trainer`` with its defaults
+(diagnostics recorded, validation every epoch), ``deltanet-command`` runs
+``deltanet train`` itself on the data written to an ``.npz`` file (its
+history's per-epoch times; the whole command's wall time is reported too) and
+``torch`` the same recipe in PyTorch (L2 as the optimizer's ``weight_decay``,
+which is the same L2-in-the-gradient rule).
 
 What is timed
 -------------
@@ -239,11 +247,75 @@ def run_deltanet(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str
     return {"times": times, "loss_sum": losses}
 
 
+def _recipe_net(spec: dict[str, Any]) -> Any:
+    import deltanet as dn
+
+    recipe = spec.get("recipe") or {}
+    return dn.mlp(spec["sizes"], activation="relu", dropout=recipe.get("dropout", 0.0),
+                  batch_norm=recipe.get("batch_norm", False), rng=spec["seed"], dtype=spec["dtype"])
+
+
+def _split_validation(x: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.ndarray, ...]:
+    """The last ``fraction`` of the (already random) rows as validation data."""
+    n_val = int(round(x.shape[0] * fraction))
+    return x[: x.shape[0] - n_val], y[: x.shape[0] - n_val], x[x.shape[0] - n_val:], y[x.shape[0] - n_val:]
+
+
+def run_deltanet_recipe(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """The ``Trainer`` with its defaults on a recipe: what a library user runs (validation every epoch)."""
+    from deltanet.training import Trainer
+
+    recipe = spec["recipe"]
+    net = _recipe_net(spec)
+    trainer = Trainer(net, loss="cross_entropy", optimizer=recipe["optimizer"], lr=recipe["lr"], l2=recipe["l2"],
+                      schedule=recipe.get("schedule"), batch_size=spec["batch"], epochs=spec["epochs"], seed=spec["seed"])
+    x_train, y_train, x_val, y_val = _split_validation(x, y, recipe.get("val_fraction", 0.0))
+    validation = (x_val, y_val) if x_val.shape[0] else None
+    n_warm = min(x_train.shape[0], spec["warmup"] * spec["batch"])
+    trainer.fit(x_train[:n_warm], y_train[:n_warm], epochs=1)
+    history = trainer.fit(x_train, y_train, validation_data=validation, epochs=spec["epochs"])
+    return {"times": [r["time"] for r in history.records[-spec["epochs"]:]]}
+
+
+def run_deltanet_command(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """``deltanet train`` on the data as an ``.npz`` file: the command as users run it, report included."""
+    import tempfile
+    from pathlib import Path
+
+    from deltanet.cli import main as deltanet_main
+
+    recipe = spec["recipe"]
+    if spec["mode"] != "train":
+        return {"error": "the command row times training only"}
+    hidden = ",".join(str(w) for w in spec["sizes"][1:-1])
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "data.npz"
+        np.savez(data, X=x, y=y)
+        argv = ["train", "--data", str(data), "--hidden", hidden, "--dropout", str(recipe.get("dropout", 0.0)),
+                "--optimizer", recipe["optimizer"], "--lr", str(recipe["lr"]), "--l2", str(recipe["l2"]),
+                "--schedule", recipe.get("schedule") or "none", "--batch-size", str(spec["batch"]),
+                "--epochs", str(spec["epochs"] + 1), "--val-fraction", str(recipe.get("val_fraction", 0.0)),
+                "--test-fraction", "0", "--dtype", spec["dtype"], "--seed", str(spec["seed"]),
+                "--out-dir", folder, "--name", "run", "--quiet", "--no-standardize"]
+        if recipe.get("batch_norm"):
+            argv.append("--batch-norm")
+        t0 = time.perf_counter()
+        code = deltanet_main(argv)
+        wall = time.perf_counter() - t0
+        if code != 0:
+            return {"error": f"deltanet train exited {code}"}
+        records = json.loads((Path(folder) / "run" / "history.json").read_text())["records"]
+    # the first epoch also compiles and warms up: the others are timed (the command has no separate warm-up)
+    return {"times": [r["time"] for r in records[1:]], "command_seconds": wall}
+
+
 def run_deltanet_trainer(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     import deltanet as dn
     from deltanet.optim import SGD
     from deltanet.training import Trainer
 
+    if spec.get("recipe") and spec["mode"] == "train":
+        return run_deltanet_recipe(spec, x, y)
     net = dn.mlp(spec["sizes"], activation="relu", rng=spec["seed"], dtype=spec["dtype"])
     if spec["mode"] == "predict":                      # the module API: forward on each chunk
         return {"times": time_inference(net.forward, x, spec)}
@@ -263,13 +335,21 @@ def run_torch(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, A
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(spec["seed"])
     sizes, b = spec["sizes"], spec["batch"]
+    recipe = spec.get("recipe") or {}
     layers: list[Any] = []
     for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(torch.nn.Linear(d_in, d_out))
         if i < len(sizes) - 2:
+            if recipe.get("batch_norm"):
+                layers.append(torch.nn.BatchNorm1d(d_out))
             layers.append(torch.nn.ReLU())
+            if recipe.get("dropout"):
+                layers.append(torch.nn.Dropout(recipe["dropout"]))
     dtype = getattr(torch, spec["dtype"])
     model = torch.nn.Sequential(*layers).to(dtype)
+    x_val = y_val = None
+    if recipe and spec["mode"] == "train":                                        # the rows deltanet trains on
+        x, y, x_val, y_val = _split_validation(x, y, recipe.get("val_fraction", 0.0))
     xt = torch.from_numpy(x)                                                      # shares memory with x
     yt = torch.from_numpy(y.astype(np.int64))
     times: list[float] = []
@@ -280,7 +360,15 @@ def run_torch(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, A
         return {"times": times, "torch_threads": torch.get_num_threads()}
 
     loss_fn = torch.nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=spec["lr"], momentum=spec["momentum"])
+    if recipe:
+        # L2 on the weights only, as deltanet applies it (biases are not decayed)
+        decayed = [p for p in model.parameters() if p.ndim > 1]
+        others = [p for p in model.parameters() if p.ndim <= 1]
+        groups = [{"params": decayed, "weight_decay": recipe["l2"]}, {"params": others, "weight_decay": 0.0}]
+        make = {"adam": torch.optim.Adam, "sgd": lambda g, lr: torch.optim.SGD(g, lr=lr, momentum=0.9)}[recipe["optimizer"]]
+        opt = make(groups, lr=recipe["lr"])
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=spec["lr"], momentum=spec["momentum"])
     gen = torch.Generator().manual_seed(spec["seed"] + 2)
 
     def epoch(n: int) -> float:
@@ -296,10 +384,20 @@ def run_torch(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str, A
             total += loss.item()
         return total
 
+    def validate() -> None:                                                       # the recipe's loss on held-out rows
+        if x_val is None or not x_val.shape[0]:
+            return
+        model.eval()
+        with torch.inference_mode():
+            for s in batch_starts(x_val.shape[0], 1024):
+                loss_fn(model(torch.from_numpy(x_val[s:s + 1024])), torch.from_numpy(y_val[s:s + 1024].astype(np.int64)))
+        model.train()
+
     epoch(min(x.shape[0], spec["warmup"] * b))
     for _ in range(spec["epochs"]):
         t0 = time.perf_counter()
         epoch(x.shape[0])
+        validate()
         times.append(time.perf_counter() - t0)
     return {"times": times, "torch_threads": torch.get_num_threads()}
 
@@ -329,11 +427,11 @@ def run_sklearn(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str,
 #: Modules each framework imports, loaded before the baseline memory reading so
 #: that "peak - before" counts the model, its buffers and training, not the import.
 PRELOAD = {"floor": [], "floor-F": [], "torch-floor": ["torch"], "deltanet": ["deltanet", "deltanet.optim"],
-           "deltanet-trainer": ["deltanet", "deltanet.training"],
+           "deltanet-trainer": ["deltanet", "deltanet.training"], "deltanet-command": ["deltanet", "deltanet.cli"],
            "torch": ["torch"], "sklearn": ["sklearn.neural_network"]}
 
 RUNNERS = {"floor": run_floor, "floor-F": run_floor_f, "torch-floor": run_torch_floor, "deltanet": run_deltanet, "deltanet-trainer": run_deltanet_trainer,
-           "torch": run_torch, "sklearn": run_sklearn}
+           "deltanet-command": run_deltanet_command, "torch": run_torch, "sklearn": run_sklearn}
 
 
 def main(argv: list[str]) -> int:

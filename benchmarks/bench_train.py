@@ -31,15 +31,26 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_workers.py"
-FRAMEWORKS = ("floor", "floor-F", "torch-floor", "deltanet", "deltanet-trainer", "torch", "sklearn")
-COMPARED = ("deltanet", "deltanet-trainer", "torch", "sklearn")
+FRAMEWORKS = ("floor", "floor-F", "torch-floor", "deltanet", "deltanet-trainer", "deltanet-command", "torch", "sklearn")
+COMPARED = ("deltanet", "deltanet-trainer", "deltanet-command", "torch", "sklearn")
 #: (numerator, denominator) of every ratio reported, in table order. torch-floor/floor compares the two
 #: BLAS libraries on the same products; torch/torch-floor is PyTorch's overhead over its own BLAS;
 #: floor-F/floor is what the column-major layout gains on the same products, and deltanet/floor-F is
 #: deltanet's overhead over the products it actually runs.
 RATIOS = (*((fw, "floor") for fw in COMPARED), ("floor-F", "floor"), ("deltanet", "floor-F"), ("deltanet-trainer", "floor-F"),
-          ("torch-floor", "floor"), ("torch", "torch-floor"),
-          ("deltanet", "torch"), ("deltanet", "sklearn"), ("deltanet-trainer", "torch"), ("deltanet-trainer", "sklearn"))
+          ("deltanet-command", "floor-F"), ("torch-floor", "floor"), ("torch", "torch-floor"),
+          ("deltanet", "torch"), ("deltanet", "sklearn"), ("deltanet-trainer", "torch"), ("deltanet-trainer", "sklearn"),
+          ("deltanet-command", "torch"))
+
+#: Training recipes as users run them (the rows with a ``recipe``): deltanet-trainer is the Trainer with its
+#: defaults, deltanet-command is ``deltanet train`` itself, torch the same recipe. The plain SGD loop ("deltanet")
+#: and scikit-learn (no dropout) have no such rows. ``default`` is the command's default job (its digits-sized
+#: network, on 10x the rows so that an epoch is long enough to time); ``mnist`` is examples/mnist_mlp.toml.
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {"optimizer": "adam", "lr": 0.003, "l2": 1e-4, "dropout": 0.2, "schedule": "cosine", "val_fraction": 0.1},
+    "mnist": {"optimizer": "adam", "lr": 1e-3, "l2": 1e-4, "dropout": 0.3, "schedule": "cosine", "val_fraction": 0.1},
+}
+NOT_FOR_RECIPES = ("deltanet", "sklearn")
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ class Case:
     batch: int
     mode: str = "train"                      # "train" (one epoch) or "predict" (forward over n_samples)
     epochs: int = 1                          # timed epochs per process at least (short epochs need several)
+    recipe: str | None = None                # a key of RECIPES: the recipe rows; None: SGD with momentum 0.9
     floor_target: float | None = None        # deltanet time / floor time
     torch_target: float | None = None        # deltanet time / PyTorch time
     sklearn_target: float | None = None      # deltanet time / scikit-learn time
@@ -69,12 +81,19 @@ FULL_CASES = [
     # an epoch of the floor takes ~15 ms here: 20 timed epochs per process keep one slow moment from deciding the row
     Case("64-32-10 (digits-sized)", DIGITS, 17_970, 32, epochs=20, floor_target=4.0, torch_target=0.8, sklearn_target=0.5),
     Case("100-256-256-256-256-10", DEEP, 60_000, 128, floor_target=1.15, torch_target=0.8, sklearn_target=0.5),
+    # what users run: the MNIST recipe of examples/ (issue target: the command within 1.5x the floor, 2x ahead of
+    # PyTorch) and the command's default job; n_samples counts training + validation rows, the floor the training rows
+    Case("784-1024-1024-10 (MNIST recipe)", (784, 1024, 1024, 10), 60_000, 128, recipe="mnist", floor_target=1.5,
+         torch_target=0.5),
+    Case("64-256-128-10 (default job)", (64, 256, 128, 10), 17_970, 64, epochs=5, recipe="default", floor_target=3.0,
+         torch_target=0.5),
     Case("784-512-256-10", MNIST, 10_000, 1024, mode="predict", floor_target=1.1),
     Case("100-256-256-256-256-10", DEEP, 10_000, 1024, mode="predict", floor_target=1.1),
 ]
 
 QUICK_CASES = [
     Case("20-16-16-10", (20, 16, 16, 10), 500, 64, floor_target=1.15, torch_target=0.8, sklearn_target=0.5),
+    Case("20-16-16-10 (default job)", (20, 16, 16, 10), 500, 64, recipe="default"),
     Case("20-16-16-10", (20, 16, 16, 10), 500, 128, mode="predict", floor_target=1.1),
 ]
 
@@ -84,7 +103,7 @@ def available_frameworks() -> list[str]:
     found = ["floor", "floor-F", "deltanet"]
     try:
         if hasattr(importlib.import_module("deltanet.training"), "Trainer"):
-            found.append("deltanet-trainer")
+            found += ["deltanet-trainer", "deltanet-command"]
     except ImportError:
         pass
     if importlib.util.find_spec("torch") is not None:
@@ -124,15 +143,19 @@ def measure(cases: list[Case], frameworks: list[str], args: argparse.Namespace) 
     env = worker_env(args.threads)
     rows = []
     for case in cases:
-        fws = list(frameworks)
+        recipe = RECIPES[case.recipe] if case.recipe else None
+        fws = [f for f in frameworks if not (recipe and f in NOT_FOR_RECIPES) and (recipe or f != "deltanet-command")]
         runs: dict[str, list[dict[str, Any]]] = {f: [] for f in fws}
         for rep in range(args.repeats):
             order = fws[rep % len(fws):] + fws[: rep % len(fws)]
             for fw in order:
+                n = case.n_samples
+                if recipe and "floor" in fw:                  # the products of the training rows only
+                    n -= round(n * recipe.get("val_fraction", 0.0))
                 spec = {"framework": fw, "mode": case.mode, "sizes": list(case.sizes), "batch": case.batch,
-                        "n_samples": case.n_samples, "dtype": args.dtype, "threads": args.threads, "seed": rep,
+                        "n_samples": n, "dtype": args.dtype, "threads": args.threads, "seed": rep,
                         "epochs": max(args.epochs, case.epochs) if case.mode == "train" else args.predict_repeats,
-                        "warmup": args.warmup, "lr": 0.01, "momentum": 0.9}
+                        "warmup": args.warmup, "lr": 0.01, "momentum": 0.9, "recipe": recipe}
                 result = run_worker(spec, env, args.timeout)
                 runs[fw].append(result)
                 if args.verbose:
@@ -166,6 +189,8 @@ def summarize(case: Case, runs: dict[str, list[dict[str, Any]]], dtype: str) -> 
         row["memory"][fw] = {"peak_delta_mb": _median([r["peak_delta_mb"] for r in ok]),
                              "peak_rss_mb": _median([r["peak_rss_mb"] for r in ok])}
         row["blas"][fw] = ok[0].get("blas", [])
+        if fw == "deltanet-command":                  # the whole command: data, splits, epochs, model, report
+            row["command_seconds"] = _median([r["command_seconds"] for r in ok])
     t = row["times"]
     row["ratios"] = {f"{a}/{b}": t[a] / t[b] for a, b in RATIOS if a in t and b in t}
     n_params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:], strict=True))
@@ -255,7 +280,8 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], frameworks: list[s
     lines.append("BLAS per framework (threadpoolctl): " + "; ".join(f"{fw}: {', '.join(v) or '?'}" for fw, v in env["blas"].items())
                  + f". OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}.")
     lines.append("")
-    for mode, what in (("train", "Training: seconds per epoch of SGD (momentum 0.9)"),
+    for mode, what in (("train", "Training: seconds per epoch of SGD (momentum 0.9; rows marked as a recipe: that "
+                                 "recipe, see RECIPES in bench_train.py)"),
                        ("predict", "Inference: seconds to predict (forward pass, in chunks of `batch` rows; "
                                    "deltanet: `deltanet.predict`, deltanet-trainer: `net.forward` on each chunk)")):
         mrows = [r for r in rows if r["case"]["mode"] == mode]
@@ -278,11 +304,17 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], frameworks: list[s
             for col in ratio_cols:
                 target = None
                 # the targets apply to deltanet's plain loop and, in training, to its Trainer (the product's own path)
-                if col.startswith("deltanet/") or (col.startswith("deltanet-trainer/") and c["mode"] == "train"):
+                if col.startswith("deltanet/") or (col.split("/")[0] in ("deltanet-trainer", "deltanet-command")
+                                                   and c["mode"] == "train"):
                     target = {"floor": c["floor_target"], "torch": c["torch_target"], "sklearn": c["sklearn_target"]}.get(col.split("/")[1])
                 cells.append(_ratio_cell(r["ratios"].get(col), target))
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
+        walls = [(r["case"]["name"], r["case"]["batch"], r["command_seconds"]) for r in mrows if r.get("command_seconds")]
+        if walls:
+            lines += ["Whole `deltanet train` runs of the recipe rows (one untimed first epoch + the timed ones, data "
+                      "loading, splits, model file and report included), seconds: "
+                      + "; ".join(f"{n} batch {b}: {w:.1f}" for n, b, w in walls), ""]
     trows = [r for r in rows if r["case"]["mode"] == "train"]
     if trows:
         mem_fws = [f for f in ("deltanet", "deltanet-trainer", "torch", "sklearn") if f in frameworks]
