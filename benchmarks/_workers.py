@@ -257,7 +257,7 @@ def _recipe_net(spec: dict[str, Any]) -> Any:
 
 def _split_validation(x: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.ndarray, ...]:
     """The last ``fraction`` of the (already random) rows as validation data."""
-    n_val = int(round(x.shape[0] * fraction))
+    n_val = round(x.shape[0] * fraction)
     return x[: x.shape[0] - n_val], y[: x.shape[0] - n_val], x[x.shape[0] - n_val:], y[x.shape[0] - n_val:]
 
 

@@ -145,6 +145,8 @@ def measure(cases: list[Case], frameworks: list[str], args: argparse.Namespace) 
     for case in cases:
         recipe = RECIPES[case.recipe] if case.recipe else None
         fws = [f for f in frameworks if not (recipe and f in NOT_FOR_RECIPES) and (recipe or f != "deltanet-command")]
+        if recipe and not any(f in fws for f in ("deltanet-trainer", "deltanet-command")):
+            continue                                  # a recipe row needs one of the frameworks that run recipes
         runs: dict[str, list[dict[str, Any]]] = {f: [] for f in fws}
         for rep in range(args.repeats):
             order = fws[rep % len(fws):] + fws[: rep % len(fws)]

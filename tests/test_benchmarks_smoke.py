@@ -46,7 +46,7 @@ def test_quick_run_writes_markdown_and_json(tmp_path):
     train = _table(md, "Training: seconds")
     head, body = train[0], train[1:]
     assert head == ["network", "batch", "samples", "floor s", "deltanet s"]
-    expected = [c for c in bench.QUICK_CASES if c.mode == "train"]
+    expected = [c for c in bench.QUICK_CASES if c.mode == "train" and not c.recipe]   # recipes need the Trainer
     assert [(r[0], int(r[1])) for r in body] == [(c.name, c.batch) for c in expected]
     ratios = _table(md, "Training: ratios")
     assert ratios[0] == ["network", "batch", "deltanet/floor"]
@@ -65,7 +65,7 @@ def test_quick_run_writes_markdown_and_json(tmp_path):
     assert "deltanet peak" in memory[0] and len(memory) == 1 + len(expected)
     assert float(memory[1][memory[0].index("deltanet peak")]) > 0
 
-    assert len(data["rows"]) == len(bench.QUICK_CASES)
+    assert len(data["rows"]) == len([c for c in bench.QUICK_CASES if not c.recipe])
     for row in data["rows"]:
         assert not row["errors"]
         assert set(row["times"]) == {"floor", "deltanet"}
@@ -158,3 +158,13 @@ def test_deltanet_worker_trains():
     x = (rng.standard_normal((64, 8)) * 0.1 + np.eye(3, 8)[y] * 2).astype(np.float32)
     losses = workers.run_deltanet(spec, x, y)["loss_sum"]
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_quick_recipe_row_runs_the_trainer_and_the_command(tmp_path):
+    assert bench.main(["--quick", "--frameworks", "floor,deltanet-trainer,deltanet-command", "--cases", "default job",
+                       "--mode", "train", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "train_bench.json").read_text())
+    (row,) = data["rows"]
+    assert row["case"]["recipe"] == "default"
+    assert row["times"]["deltanet-trainer"] > 0 and row["times"]["deltanet-command"] > 0
+    assert row["command_seconds"] > row["times"]["deltanet-command"]

@@ -123,6 +123,8 @@ def test_kernels_store_no_subnormal_numbers(name):
         rule(w_ref, g, st_ref, [np.empty(5, np.float32) for _ in range(2)], decay=True, **hyper, **extra)
     for a in [w, *st.values()]:
         assert not np.any((a != 0) & (np.abs(a) < tiny))
+    floor = tiny / np.finfo(np.float32).eps
+    assert not np.any((w != 0) & (np.abs(w) < floor))                 # no weight below resolution either
     # the element that starts and stays normal moves as in the reference; those that start below float resolution
     # follow flush-to-zero arithmetic (Adam divides such tiny moments by each other: no reference value to match)
     np.testing.assert_allclose(w[2], w_ref[2], rtol=1e-5)

@@ -197,3 +197,17 @@ def test_the_trainer_tests_targets_once_and_leaves_the_loss_checking(rng):
     assert trainer.loss._check_targets
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), got 3"):
         trainer.loss.forward(np.zeros((2, 3)), np.array([0, 3]))
+
+
+def test_softmax_cross_entropy_gradient_holds_no_subnormal_numbers():
+    # a confident network: the wrong classes' probabilities exp(-100) are subnormal in float32; stored as 0
+    z = np.array([[100.0, 0.0, 10.0], [0.0, 95.0, 0.0]], dtype=np.float32)
+    loss = dn.SoftmaxCrossEntropy()
+    loss.forward(z, np.array([0, 1]))
+    grad = loss.backward()
+    tiny = np.finfo(np.float32).tiny
+    assert not np.any((grad != 0) & (np.abs(grad) < tiny))
+    p = np.exp(z.astype(np.float64) - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[[0, 1], [0, 1]] -= 1.0
+    np.testing.assert_allclose(grad, p / 2, rtol=1e-5, atol=tiny)    # the same gradient to float resolution

@@ -81,6 +81,17 @@ class Loss:
         return self._grad_cache
 
 
+def _flush_subnormal(e: Any) -> None:
+    """Set the entries of the non-negative array ``e`` below ``finfo(dtype).tiny`` to 0, in place.
+
+    A confident network's softmax gives the wrong classes probabilities like exp(-100), subnormal in float32;
+    the backward matrix products then run tens of times slower on them (the input gradient of a trained
+    784-1024-1024-10's last layer took 41% of an epoch). The change is below float resolution (< 1.2e-38 in
+    float32), what flush-to-zero hardware does.
+    """
+    e[e < backend.xp.finfo(e.dtype).tiny] = 0
+
+
 class SoftmaxCrossEntropy(Loss):
     r"""Softmax followed by cross-entropy, fused: L = -sum_i t_i log y_i, y = softmax(z).
 
@@ -170,12 +181,14 @@ class SoftmaxCrossEntropy(Loss):
             loss = float(per_sample.sum()) / n
             s *= n
             e /= s[:, None]                                                # y / n
+            _flush_subnormal(e)
             flat[at] -= 1.0 / n                                            # (y - t) / n, t one-hot
         else:
             w, total = self._weights(sample_weight, n, z.dtype)
             loss = float((per_sample * w).sum()) / total
             r = w / total                                                  # each row's factor w_b / sum(w)
             e *= (r / s)[:, None]                                          # y r
+            _flush_subnormal(e)
             flat[at] -= r                                                  # (y - t) r
         return loss, e
 
