@@ -20,10 +20,13 @@ def _restore_default_dtype():
 
 
 @pytest.fixture(params=["kernels", "numpy"])
-def both_kernel_paths(request):
-    """Run a test with the compiled kernels on (where Numba is installed) and with the NumPy reference only."""
+def both_kernel_paths(request, monkeypatch):
+    """Run a test with the compiled kernels on (where Numba is installed; for models of every size) and with the
+    NumPy reference only."""
     from deltanet.accel import kernels
+    from deltanet.optim import Optimizer
 
+    monkeypatch.setattr(Optimizer, "kernel_min_size", 0)
     if request.param == "kernels" and not kernels.set_enabled(True):
         pytest.skip("Numba is not installed: no compiled kernels")
     if request.param == "numpy":

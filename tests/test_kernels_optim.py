@@ -83,15 +83,17 @@ def test_the_fused_step_runs_the_kernel_only_where_it_may():
     net = dn.mlp([4, 5, 3], rng=0)
     assert kernels.set_enabled(True)
     try:
-        assert Adam(net.parameters())._compiled_kernel() is KERNELS["adam"][0]
+        assert Adam(net.parameters())._compiled_kernel() is None                  # too small to pay
+        big = dn.mlp([300, 256, 10], rng=0)                                      # 79,626 parameters
+        assert Adam(big.parameters())._compiled_kernel() is KERNELS["adam"][0]
 
         class Custom(Adam):                                 # a rule of its own: the kernel would not be it
             def _rule(self, w, grad, state, work, decay):
                 Optimizer._rule(self, w, grad, state, work, decay)
 
-        assert Custom(net.parameters())._compiled_kernel() is None
+        assert Custom(big.parameters())._compiled_kernel() is None
         kernels.set_enabled(False)
-        assert Adam(net.parameters())._compiled_kernel() is None
+        assert Adam(big.parameters())._compiled_kernel() is None
     finally:
         kernels.set_enabled(None)
 
