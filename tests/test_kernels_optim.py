@@ -92,6 +92,11 @@ def test_the_fused_step_runs_the_kernel_only_where_it_may():
                 Optimizer._rule(self, w, grad, state, work, decay)
 
         assert Custom(big.parameters())._compiled_kernel() is None
+
+        class OtherRule(Adam):                              # another rule under Adam's kernel name: no kernel either
+            rule = staticmethod(lambda w, grad, state, work, **kw: None)
+
+        assert OtherRule(big.parameters())._compiled_kernel() is None
         kernels.set_enabled(False)
         assert Adam(big.parameters())._compiled_kernel() is None
     finally:

@@ -350,13 +350,14 @@ class Optimizer:
         return sq
 
     def _compiled_kernel(self) -> Any:
-        """The rule's one-pass kernel when compiled kernels run in this process (and the rule is the class's own)."""
+        """The rule's one-pass kernel when compiled kernels run in this process and the rule is the kernel's reference."""
         if (self.kernel is None or self._n_elements < self.kernel_min_size or not kernels.enabled()
                 or type(self)._rule is not Optimizer._rule):
             return None
         from ..accel.kernels.optim import KERNELS  # imports Numba: only once a kernel is needed
 
-        return KERNELS[self.kernel][0]
+        kernel, reference = KERNELS[self.kernel]
+        return kernel if type(self).rule is reference else None           # a subclass with a rule of its own: none
 
     def _regroup(self) -> None:
         """Flatten the parameters (one buffer per dtype) and move the state arrays into flat arrays."""
