@@ -83,7 +83,9 @@ class Optimizer:
         identical contents (keep the Parameter, not an array taken from it
         before; a module reads ``self.weight.value`` at each call). False: one
         update per parameter on its own arrays. Both run the same operations
-        element by element, so they give the same numbers bit for bit; the
+        element by element, so they give the same numbers bit for bit (where
+        the compiled kernel runs the fused step, up to its flush-to-zero below
+        float resolution, see :mod:`deltanet.accel.kernels.optim`); the
         fused step is faster (1.3x-2x for a 0.5M-parameter MLP on a CPU, see
         ``benchmarks/bench_optim.py``), most for many small parameters.
 
@@ -245,7 +247,8 @@ class Optimizer:
                     sq += backend.sum_of_squares(p.grad)
                 self._update(p, state)
         self.last_grad_norm = math.sqrt(sq) if measure else None
-        if self.flush_subnormals_every and self.step_count % self.flush_subnormals_every == 0:
+        if (self.flush_subnormals_every and self.step_count % self.flush_subnormals_every == 0
+                and not (self.fused and self._compiled_kernel() is not None)):   # the kernels store none
             self._flush_subnormals()
 
     def _flush_subnormals(self) -> None:
