@@ -16,8 +16,8 @@ flush-to-zero hardware does. Without it, the weights of inputs that are always
 0 (an image's border pixels) and their moment averages decay into subnormal
 numbers, each step computes with more of them, and a CPU does so tens of times
 slower: Adam's step on a trained 784-1024-1024-10 MLP took 9.6 ms (8.8 ms with
-the stores flushed alone, 3.8 ms with the terms left out too; a fresh network's
-2.3 ms). (The reference path flushes every 64 steps,
+the stores flushed alone, 3.8 ms with the terms left out too, 2.6 ms with the
+weights of the next paragraph at 0 as well; a fresh network's 2.3-2.8 ms). (The reference path flushes every 64 steps,
 :meth:`deltanet.optim.Optimizer._flush_subnormals`, which the kernel path skips.)
 
 Weights go further: one smaller in magnitude than ``tiny / eps`` (9.9e-32 in
