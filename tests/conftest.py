@@ -19,20 +19,41 @@ def _restore_default_dtype():
     dn.set_default_dtype(saved)
 
 
+def _select_path(path: str, monkeypatch) -> None:
+    from deltanet import accel
+    from deltanet.accel import kernels
+    from deltanet.accel.fused import FusedStep
+
+    monkeypatch.setattr(FusedStep, "kernel_min_size", 0)
+    accel.set_fast_enabled(path != "reference")
+    if path == "kernels" and not kernels.set_enabled(True):
+        pytest.skip("Numba is not installed: no compiled kernels")
+    if path == "numpy":
+        kernels.set_enabled(False)
+
+
+def _reset_paths() -> None:
+    from deltanet import accel
+
+    accel.set_fast_enabled(None)          # also puts the kernels back to the environment's choice
+
+
 @pytest.fixture(params=["kernels", "numpy"])
 def both_kernel_paths(request, monkeypatch):
     """Run a test with the compiled kernels on (where Numba is installed; for models of every size) and with the
-    NumPy reference only."""
-    from deltanet.accel import kernels
-    from deltanet.optim import Optimizer
-
-    monkeypatch.setattr(Optimizer, "kernel_min_size", 0)
-    if request.param == "kernels" and not kernels.set_enabled(True):
-        pytest.skip("Numba is not installed: no compiled kernels")
-    if request.param == "numpy":
-        kernels.set_enabled(False)
+    NumPy fast path only."""
+    _select_path(request.param, monkeypatch)
     yield request.param
-    kernels.set_enabled(None)
+    _reset_paths()
+
+
+@pytest.fixture(params=["kernels", "numpy", "reference"])
+def every_path(request, monkeypatch):
+    """Run a test on the fast path with compiled kernels, on the fast path without them, and on the reference
+    path alone (``DELTANET_FAST=0``: unfused optimizers, no folding, no prediction engine, every batch checked)."""
+    _select_path(request.param, monkeypatch)
+    yield request.param
+    _reset_paths()
 
 
 @pytest.fixture

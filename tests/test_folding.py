@@ -1,4 +1,4 @@
-"""Folded gradients: the BLAS updates (deltanet.blas), Parameter.fold_gradient, Optimizer.fold_gradients, the trainer.
+"""Folded gradients: the BLAS updates (deltanet.accel.blas), FoldSink, Optimizer.fold_gradients, the trainer.
 
 A folded step adds each gradient straight into SGD's momentum buffer; it must give the same weights as the
 ordinary step (float64: to rounding), and never be taken where something needs the gradients.
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import deltanet as dn
-from deltanet import blas
-from deltanet.optim import SGD, Adam, AdamW, Optimizer, RMSprop
+from deltanet.accel import blas, folding
+from deltanet.accel.folding import FoldSink
+from deltanet.optim import SGD, Adam, RMSprop
 from deltanet.parameter import Parameter
 from deltanet.training import Callback, Trainer
 
@@ -22,10 +23,10 @@ needs_blas = pytest.mark.skipif(not blas.available(), reason="NumPy's BLAS is no
 def fold_small_networks(monkeypatch):
     """The tests' networks are small; take the BLAS paths anyway, for every optimizer (the size threshold
     has its own test), so that an optimizer that does not fold is refused for its rule, not its size."""
-    monkeypatch.setattr(Optimizer, "blas_min_size", 0)
+    monkeypatch.setattr(folding, "FOLD_MIN_SIZE", 0)
 
 
-# -- deltanet.blas ---------------------------------------------------------------------------------
+# -- deltanet.accel.blas ---------------------------------------------------------------------------------
 def _operand(rng, shape, dtype, order):
     return np.asarray(rng.standard_normal(shape), dtype=dtype, order=order)
 
@@ -120,20 +121,22 @@ def test_the_blas_is_numpys_own_library():
     assert blas._LIB.name in loaded
 
 
-# -- Parameter.fold_gradient ------------------------------------------------------------------------
+# -- FoldSink, the gradient sink of a folded step ------------------------------------------------------------------------
 def test_folded_matmul_gradient_goes_into_the_target_scaled_once():
     rng = np.random.default_rng(5)
     p = Parameter(np.asfortranarray(rng.standard_normal((4, 3))))
     target = np.asfortranarray(rng.standard_normal((4, 3)))
     start = target.copy()
     a1, b1, a2, b2 = (rng.standard_normal(s) for s in ((4, 8), (8, 3), (4, 2), (2, 3)))
-    p.fold_gradient(target, 0.9)
+    p.sink = sink = FoldSink(target, 0.9)
     with pytest.raises(RuntimeError, match="never formed"):
         _ = p.grad
     p.accumulate_matmul(a1, b1)
     p.accumulate_matmul(a2, b2)                                # a parameter used twice: both add, beta once
     np.testing.assert_allclose(target, 0.9 * start + a1 @ b1 + a2 @ b2, rtol=1e-13)
-    assert p.unfold() is True
+    assert sink.arrived is True
+    p.zero_grad()
+    assert p.sink is None
     np.testing.assert_array_equal(p.grad, 0)                  # no gradient was formed: it reads as zero
 
 
@@ -143,7 +146,7 @@ def test_folded_vector_plain_and_row_gradients():
     tb = rng.standard_normal(5)
     start = tb.copy()
     delta = rng.standard_normal((7, 5))
-    bias.fold_gradient(tb, 0.5)
+    bias.sink = FoldSink(tb, 0.5)
     bias.accumulate_sum(delta)                                 # 1^T delta
     np.testing.assert_allclose(tb, 0.5 * start + delta.sum(axis=0), rtol=1e-13)
 
@@ -151,26 +154,23 @@ def test_folded_vector_plain_and_row_gradients():
     tt = rng.standard_normal((6, 2))
     start = tt.copy()
     g = rng.standard_normal((3, 2))
-    table.fold_gradient(tt, 0.25)
+    table.sink = FoldSink(tt, 0.25)
     table.accumulate(g, rows=slice(0, 3))                      # positional embedding: only the first rows
     expected = 0.25 * start
     expected[:3] += g
     np.testing.assert_allclose(tt, expected, rtol=1e-13)
 
 
-def test_unfold_without_a_gradient_and_zero_grad_end_folding():
+def test_a_sink_without_a_gradient_and_zero_grad_detaching_it():
     p = Parameter(np.ones(3))
     target = np.full(3, 2.0)
-    p.fold_gradient(target, 0.5)
-    assert p.unfold() is False                                 # nothing arrived: target untouched
+    p.sink = sink = FoldSink(target, 0.5)
+    assert sink.arrived is False                               # nothing arrived: target untouched
     np.testing.assert_array_equal(target, 2.0)
-    p.fold_gradient(target, 0.5)
     p.zero_grad()
     p.accumulate(np.ones(3))
     np.testing.assert_array_equal(p.grad, 1.0)
     np.testing.assert_array_equal(target, 2.0)
-    with pytest.raises(ValueError, match="fold target shape"):
-        p.fold_gradient(np.ones(4), 0.5)
 
 
 def test_parameters_pickle_and_old_pickles_start_unfolded():
@@ -181,16 +181,19 @@ def test_parameters_pickle_and_old_pickles_start_unfolded():
     q = pickle.loads(pickle.dumps(p))
     np.testing.assert_array_equal(q.value, p.value)
     np.testing.assert_array_equal(q.grad, 1.0)
-    assert (q.name, q.decay, q._fold, q._fold_beta) == ("w", True, None, None)
-    old = Parameter.__new__(Parameter)                       # the state a version without the fold slots pickled
+    assert (q.name, q.decay, q.sink) == ("w", True, None)
+    p.sink = FoldSink(np.zeros((2, 3)), 0.5)
+    assert pickle.loads(pickle.dumps(p)).sink is None          # a sink belongs to one step: never pickled
+    old = Parameter.__new__(Parameter)                       # the state a version with the fold slots pickled
     old.__setstate__((None, {"value": p.value, "_grad": np.zeros((2, 3)), "_grad_is_zero": True, "name": "w",
-                             "decay": True}))
+                             "decay": True, "_fold": None, "_fold_beta": None}))
+    assert old.sink is None
     old.accumulate_matmul(np.ones((2, 1)), np.ones((1, 3)))
     np.testing.assert_array_equal(old.grad, 1.0)
 
 
 # -- Optimizer.fold_gradients ----------------------------------------------------------------------
-def _steps(net, opt, fold, steps=6, seed=0, dtype="float64"):
+def _steps(net, opt, fold, steps=6, seed=0, dtype="float64", measure=False):
     rng = np.random.default_rng(seed)
     loss_fn = dn.SoftmaxCrossEntropy()
     folded = 0
@@ -201,7 +204,7 @@ def _steps(net, opt, fold, steps=6, seed=0, dtype="float64"):
         opt.zero_grad()
         folded += bool(fold and opt.fold_gradients())
         net.backward(loss_fn.backward())
-        opt.step()
+        opt.step(measure_grad_norm=measure)
     return folded
 
 
@@ -298,7 +301,7 @@ def test_rules_without_a_running_gradient_sum_do_not_fold(make):
     net = dn.mlp([4, 5, 2], rng=0)
     opt = make(net.parameters())
     assert opt.fold_gradients() is False
-    assert all(p._fold is None for p in net.parameters())
+    assert all(p.sink is None for p in net.parameters())
 
 
 @needs_blas
@@ -307,7 +310,7 @@ def test_small_networks_are_not_folded(monkeypatch):
     small = SGD(dn.mlp([64, 32, 10], rng=0).parameters(), momentum=0.9)           # 2,410 elements
     large = SGD(dn.mlp([784, 64, 10], rng=0).parameters(), momentum=0.9)          # 50,890
     larger = SGD(dn.mlp([100, 256, 256, 10], rng=0).parameters(), momentum=0.9)   # 94,730
-    assert Optimizer.blas_min_size == 65536
+    assert folding.FOLD_MIN_SIZE == 65536
     assert [small.fold_gradients(), large.fold_gradients(), larger.fold_gradients()] == [False, False, True]
 
 
@@ -315,8 +318,7 @@ def test_small_networks_are_not_folded(monkeypatch):
 def test_folded_step_measures_no_norm_and_zero_grad_cancels_folding():
     net = dn.mlp([4, 5, 2], rng=0, dtype="float64")
     opt = SGD(net.parameters(), lr=0.1, momentum=0.9)
-    opt.measure_grad_norm = True
-    assert _steps(net, opt, True, steps=1) == 1
+    assert _steps(net, opt, True, steps=1, measure=True) == 1
     assert opt.last_grad_norm is None
     assert opt.fold_gradients()
     target = opt.state[0]["momentum_buffer"]
@@ -330,7 +332,7 @@ def test_folded_step_measures_no_norm_and_zero_grad_cancels_folding():
     loss_fn.forward(net.forward(np.ones((3, 4)), training=True), np.array([0, 1, 0]))
     net.backward(loss_fn.backward())
     expected = float(np.sqrt(sum(np.vdot(p.grad, p.grad) for p in net.parameters())))
-    opt.step()
+    assert opt.step(measure_grad_norm=True) == pytest.approx(expected, rel=1e-12)
     assert opt.last_grad_norm == pytest.approx(expected, rel=1e-12)
 
 
@@ -405,26 +407,31 @@ def test_trainer_does_not_fold_when_something_needs_the_gradients(kw):
     assert calls == []
 
 
-# -- Adam's moving averages and update by BLAS axpby / axpy (the same blas_min_size threshold) --------------------
+# -- folding's consistency checks -----------------------------------------------------------------------
 @needs_blas
-@pytest.mark.parametrize("cls, hyper", [(Adam, {"lr": 1e-2, "weight_decay": 0.01}),
-                                        (AdamW, {"lr": 1e-2, "betas": (0.8, 0.99), "weight_decay": 0.1})])
-def test_adam_blas_path_equals_the_numpy_path_and_fused_equals_unfused(monkeypatch, cls, hyper):
-    weights = {}
-    for blas_path in (False, True):
-        monkeypatch.setattr(cls, "blas_min_size", 0 if blas_path else 1 << 30)
-        for fused in (True, False):
-            net = dn.mlp([6, 20, 9, 3], activation="tanh", rng=0, dtype="float64")
-            opt = cls(net.parameters(), fused=fused, **hyper)
-            _steps(net, opt, fold=False, steps=5)
-            weights[blas_path, fused] = np.concatenate([p.value.ravel(order="K") for p in net.parameters()])
-    # The paths run the same arithmetic, but a BLAS may round differently by the operands' alignment and
-    # its kernel (FMA or not: 1 ulp seen on fresh installs), so they agree to rounding, not to the bit.
-    # 5 steps of about 10 operations per element, each within 1 ulp (1.1e-16): |error| <= ~50 ulp of the
-    # weights' size, covered by rtol 1e-13 with atol 1e-15 for weights near 0.
-    np.testing.assert_allclose(weights[True, True], weights[True, False], rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(weights[True, True], weights[False, True], rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(weights[False, True], weights[False, False], rtol=1e-13, atol=1e-15)
+def test_zeroing_all_gradients_after_arming_cancels_folding_and_a_partial_zero_is_refused():
+    rng = np.random.default_rng(12)
+    x, y = rng.normal(size=(8, 4)), rng.integers(0, 2, 8)
+    weights = []
+    for zero_all in (False, True):
+        net = dn.mlp([4, 5, 2], rng=0, dtype="float64")
+        opt = SGD(net.parameters(), lr=0.1, momentum=0.9)
+        loss_fn = dn.SoftmaxCrossEntropy()
+        loss_fn.forward(net.forward(x, training=True), y)
+        opt.zero_grad()
+        if zero_all:
+            assert opt.fold_gradients()
+            net.zero_grad()                                    # detaches every sink: an ordinary step follows
+        net.backward(loss_fn.backward())
+        opt.step()
+        weights.append(np.concatenate([p.value.ravel() for p in net.parameters()]))
+    np.testing.assert_array_equal(weights[1], weights[0])
+    net = dn.mlp([4, 5, 2], rng=0, dtype="float64")
+    opt = SGD(net.parameters(), lr=0.1, momentum=0.9)
+    assert opt.fold_gradients()
+    net[0].weight.zero_grad()                                  # only one: part folded, part not
+    with pytest.raises(RuntimeError, match="zeroed after fold_gradients"):
+        opt.step()
 
 
 def test_blas_axpby_equals_numpy_in_both_memory_orders(blas_mode):

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import deltanet as dn
-from deltanet import blas
+from deltanet.accel import blas
+from deltanet.accel.predict import _BUFFERS, _test_column
 from deltanet.errors import NonFiniteError
-from deltanet.inference import _BUFFERS, _test_column
 
 
 def chunked_forward(net, X, batch_size):

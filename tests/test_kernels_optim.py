@@ -83,35 +83,38 @@ def test_the_fused_step_runs_the_kernel_only_where_it_may():
     net = dn.mlp([4, 5, 3], rng=0)
     assert kernels.set_enabled(True)
     try:
-        assert Adam(net.parameters())._compiled_kernel() is None                  # too small to pay
+        assert Adam(net.parameters())._engine.compiled_kernel() is None                  # too small to pay
         big = dn.mlp([300, 256, 10], rng=0)                                      # 79,626 parameters
-        assert Adam(big.parameters())._compiled_kernel() is KERNELS["adam"][0]
+        assert Adam(big.parameters())._engine.compiled_kernel() is KERNELS["adam"][0]
 
         class Custom(Adam):                                 # a rule of its own: the kernel would not be it
             def _rule(self, w, grad, state, work, decay):
                 Optimizer._rule(self, w, grad, state, work, decay)
 
-        assert Custom(big.parameters())._compiled_kernel() is None
+        assert Custom(big.parameters())._engine.compiled_kernel() is None
 
         class OtherRule(Adam):                              # another rule under Adam's kernel name: no kernel either
             rule = staticmethod(lambda w, grad, state, work, **kw: None)
 
-        assert OtherRule(big.parameters())._compiled_kernel() is None
+        assert OtherRule(big.parameters())._engine.compiled_kernel() is None
         kernels.set_enabled(False)
-        assert Adam(big.parameters())._compiled_kernel() is None
+        assert Adam(big.parameters())._engine.compiled_kernel() is None
     finally:
         kernels.set_enabled(None)
 
 
 def test_kernels_follow_the_environment(monkeypatch):
+    from deltanet import accel
     from deltanet.accel import kernels
 
     for var, value, expected in (("DELTANET_KERNELS", "numpy", False), ("DELTANET_FAST", "0", False),
                                  ("DELTANET_KERNELS", "numba", True)):
         monkeypatch.setenv(var, value)
-        assert kernels.set_enabled(None) is expected
+        accel.set_fast_enabled(None)                         # the environment read again
+        assert kernels.enabled() is expected
+        assert accel.fast_enabled() is (var != "DELTANET_FAST")
         monkeypatch.delenv(var)
-    kernels.set_enabled(None)
+    accel.set_fast_enabled(None)
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])

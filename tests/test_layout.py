@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 import deltanet as dn
+from deltanet.accel.plan import input_prechecked
 from deltanet.errors import NonFiniteError
-from deltanet.modules import check_finite, input_prechecked
+from deltanet.modules import check_finite
 from deltanet.modules.base import SMALL_CHECK
 from deltanet.optim import SGD, Adam, FlatBuffer
 
@@ -114,10 +115,10 @@ def test_input_prechecked_skips_the_entry_test_inside_the_block_only():
     bad = np.array([[1.0, np.nan, 0.0]], np.float32)
     with pytest.raises(NonFiniteError):
         net.forward(bad)
-    before = [m._check_finite_input for m in net.modules()]
+    before = [m.check_finite_input for m in net.modules()]
     with input_prechecked(net):
         out = net.forward(bad)                                          # no test: the NaN reaches the output
         assert np.isnan(out).any()
-    assert [m._check_finite_input for m in net.modules()] == before
+    assert [m.check_finite_input for m in net.modules()] == before
     with pytest.raises(NonFiniteError):
         net.forward(bad)

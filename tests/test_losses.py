@@ -166,7 +166,7 @@ def test_get_loss_by_name():
 
 
 def test_targets_prechecked_skips_only_the_value_tests_and_restores_them(rng):
-    from deltanet.losses import targets_prechecked
+    from deltanet.accel.plan import targets_prechecked
 
     z = rng.standard_normal((5, 3))
     ce, mse = dn.SoftmaxCrossEntropy(), dn.MeanSquaredError()
@@ -183,7 +183,7 @@ def test_targets_prechecked_skips_only_the_value_tests_and_restores_them(rng):
         ce.forward(z, bad)
     with pytest.raises(dn.NonFiniteError):
         mse.forward(z, np.full((5, 3), np.nan))
-    assert "_check_targets" not in ce.__dict__ and "_check_targets" not in mse.__dict__
+    assert "check_targets" not in ce.__dict__ and "check_targets" not in mse.__dict__
 
 
 def test_the_trainer_tests_targets_once_and_leaves_the_loss_checking(rng):
@@ -194,7 +194,7 @@ def test_the_trainer_tests_targets_once_and_leaves_the_loss_checking(rng):
     with pytest.raises(ValueError, match=r"class labels must be in \[0, 3\)"):
         trainer.fit(X, y_bad)                                              # the one test before training
     trainer.fit(X, y)
-    assert trainer.loss._check_targets
+    assert trainer.loss.check_targets
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\), got 3"):
         trainer.loss.forward(np.zeros((2, 3)), np.array([0, 3]))
 

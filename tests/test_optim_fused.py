@@ -12,8 +12,8 @@ import pytest
 
 import deltanet as dn
 from conftest import checkpoint_roundtrip
+from deltanet.accel import flat_grads
 from deltanet.optim import SGD, Adam, AdamW, FlatBuffer, RMSprop, clip_grad_norm, flatten, grad_norm
-from deltanet.optim.flat import flat_grads
 
 # every test here runs with the compiled optimizer kernels and with the NumPy reference rules
 pytestmark = pytest.mark.usefixtures("both_kernel_paths")
@@ -71,8 +71,8 @@ def test_fused_equals_unfused_bit_for_bit(cls, hyper, dtype, chunk):
     plain = cls(net_a.parameters(), fused=False, **hyper)
     fused = cls(net_b.parameters(), **hyper)
     assert fused.fused and not plain.fused
-    fused.chunk_bytes = chunk
-    fused._regroup()
+    fused._engine.chunk_bytes = chunk
+    fused._engine.regroup()
     initial = [p.value.copy() for p in net_a.parameters()]
     train(net_a, plain, 25, dtype=dtype)
     train(net_b, fused, 25, dtype=dtype)
@@ -194,12 +194,12 @@ def test_fused_state_arrays_are_views_and_load_copies_into_them():
     net = make_net()
     opt = Adam(net.parameters(), lr=0.01)
     train(net, opt, 3)
-    flat_m = opt._groups[0].state["exp_avg"]
+    flat_m = opt._engine.groups[0].state["exp_avg"]
     assert all(st["exp_avg"].base is flat_m for st in opt.state)
     saved = opt.state_dict()
     train(net, opt, 2)
     opt.load_state_dict(saved)
-    assert opt._groups[0].state["exp_avg"] is flat_m                        # loaded in place, no new arrays
+    assert opt._engine.groups[0].state["exp_avg"] is flat_m                        # loaded in place, no new arrays
     for i, st in enumerate(opt.state):
         assert st["exp_avg"].base is flat_m
         np.testing.assert_array_equal(st["exp_avg"], saved["state"][f"{i}.exp_avg"])
@@ -433,8 +433,6 @@ def test_step_can_measure_the_gradient_norm_it_applies(fused):
     opt.zero_grad()
     net.backward(loss.backward())
     expected = grad_norm(net.parameters())
-    opt.step()
-    assert opt.last_grad_norm is None                       # off by default
-    opt.measure_grad_norm = True
-    opt.step()
+    assert opt.step() is None and opt.last_grad_norm is None        # off by default
+    assert opt.step(measure_grad_norm=True) == pytest.approx(expected, rel=1e-12)
     assert opt.last_grad_norm == pytest.approx(expected, rel=1e-12)

@@ -148,7 +148,7 @@ def test_signals_are_left_alone_outside_the_main_thread():
     assert installed == [before]
     main = dn.Trainer(dn.mlp([4, 6, 3], rng=0), epochs=1, callbacks=[Look()])
     main.fit(X, y)
-    assert installed[-1] == main._on_signal
+    assert installed[-1] == main.signals._on_signal
 
 
 # -- 4. exact resume from ModelCheckpoint ----------------------------------------------------------------------

@@ -8,8 +8,6 @@ plain mean, 1/B), and its gradient carries the same weights.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy
@@ -26,8 +24,9 @@ class Loss:
     """Base class: ``forward(output, target, sample_weight=None) -> float``, ``backward() -> array``."""
 
     name: ClassVar[str] = ""
-    #: Whether ``forward`` tests its targets (labels in range, finite values); see :func:`targets_prechecked`.
-    _check_targets: bool = True
+    #: Whether ``forward`` tests its targets (labels in range, finite values). A hook: the fast path turns it
+    #: off while its caller feeds targets it tested once (:mod:`deltanet.accel.plan`).
+    check_targets: bool = True
 
     def __init__(self) -> None:
         self._grad_cache: Any = None
@@ -143,7 +142,7 @@ class SoftmaxCrossEntropy(Loss):
         if sample_weight is not None and z.ndim > 2 and numpy.size(sample_weight) == z.shape[0]:
             sample_weight = backend.xp.repeat(backend.xp.asarray(sample_weight).reshape(-1), z.size // (z.shape[0] * n_classes))
         if target.shape == z.shape[:-1]:
-            labels = self._labels(target, n_classes) if self._check_targets or target.dtype.kind not in "iu" else target
+            labels = self._labels(target, n_classes) if self.check_targets or target.dtype.kind not in "iu" else target
             loss, grad = self._from_labels(z.reshape(-1, n_classes), labels.reshape(-1), sample_weight)
         elif target.shape == z.shape:
             if target.dtype.kind in "iu":
@@ -199,7 +198,7 @@ class SoftmaxCrossEntropy(Loss):
         if target.dtype.kind not in "fiub":
             raise TypeError(f"SoftmaxCrossEntropy: target probabilities must be numeric, got dtype {target.dtype}")
         t = xp.asarray(target, dtype=z.dtype).reshape(-1, n_classes)
-        if self._check_targets:
+        if self.check_targets:
             check_finite(t, "SoftmaxCrossEntropy (target)")
         w, total = self._weights(sample_weight, n, z.dtype)
         r = 1.0 / n if w is None else w / total                             # each row's factor: 1/B or w_b / sum(w)
@@ -344,30 +343,9 @@ def _matching_target(loss: Loss, y: Any, target: Any) -> Any:
             raise ValueError(f"{type(loss).__name__}: target shape {tuple(target.shape)} does not match output shape "
                              f"{tuple(y.shape)}{hint}")
     t = xp.asarray(target, dtype=y.dtype)
-    if loss._check_targets:
+    if loss.check_targets:
         check_finite(t, f"{type(loss).__name__} (target)")
     return t
-
-
-@contextmanager
-def targets_prechecked(loss: Loss) -> Iterator[None]:
-    """Within the block, ``loss`` does not test its targets: integer labels for their range, values for
-    NaN and infinity (shapes and dtypes still are).
-
-    For callers that validated every target once before feeding them batch by
-    batch, as the trainer does in ``fit`` (:func:`deltanet.training.data.prepare_data`);
-    the counterpart of :func:`deltanet.modules.input_prechecked` for the data.
-    The loss's own setting is restored on exit.
-    """
-    flag = loss.__dict__.get("_check_targets")
-    loss._check_targets = False
-    try:
-        yield
-    finally:
-        if flag is None:
-            loss.__dict__.pop("_check_targets", None)
-        else:
-            loss._check_targets = flag
 
 
 #: Loss names accepted by builders and config files.

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
-from . import backend, blas
+from . import backend
+
+
+class GradientSink(Protocol):
+    """Where a parameter's gradients go instead of ``grad`` while the sink is attached (the fast path's hook).
+
+    :mod:`deltanet.accel.folding` attaches one to have the backward pass add each
+    gradient straight into an optimizer's state; nothing on the math path
+    creates one.
+    """
+
+    def add(self, g: Any, rows: slice | None) -> None:
+        """Receive ``g`` (``grad += g``, or ``grad[rows] += g``)."""
+
+    def add_matmul(self, a: Any, b: Any) -> None:
+        """Receive the product ``a @ b`` (``grad += a @ b``)."""
 
 
 class Parameter:
@@ -32,17 +47,12 @@ class Parameter:
     instead of adding to a buffer of zeros. Reading ``grad`` always shows the
     true value.
 
-    **Folded gradients.** An optimizer whose state is a running sum of the
-    gradients (SGD's momentum buffer ``b <- mu b + g``) can have the next
-    backward pass add the gradient there instead, with :meth:`fold_gradient`:
-    a weight's gradient product then goes straight into ``b`` (one matrix
-    product that also scales ``b``, see :func:`deltanet.blas.gemm`), and
-    ``grad`` is not formed at all for that step (reading it raises).
-    :meth:`unfold` ends it; :meth:`deltanet.optim.Optimizer.fold_gradients`
-    arms it for every parameter and ``step()`` unfolds.
+    **Gradient sink.** While :attr:`sink` is set (by the fast path, see
+    :class:`GradientSink`), every accumulation goes to the sink instead and
+    ``grad`` is not formed (reading it raises); ``zero_grad()`` detaches it.
     """
 
-    __slots__ = ("value", "_grad", "_grad_is_zero", "name", "decay", "_fold", "_fold_beta")
+    __slots__ = ("value", "_grad", "_grad_is_zero", "name", "decay", "sink")
 
     def __init__(self, value: Any, name: str = "", decay: bool = True) -> None:
         self.value = value
@@ -50,16 +60,15 @@ class Parameter:
         self._grad_is_zero = False
         self.name = name
         self.decay = bool(decay)
-        self._fold: Any = None          # the array the next gradient is added to (None: grad as usual)
-        self._fold_beta: float | None = None   # what scales it before the first addition (None once one came)
+        self.sink: GradientSink | None = None
 
     # -- gradient --------------------------------------------------------
     @property
     def grad(self) -> Any:
         """dL/d(value), same shape and dtype as ``value``."""
-        if self._fold is not None:
+        if self.sink is not None:
             raise RuntimeError(f"Parameter {self.name!r}: this step's gradient goes straight into the optimizer's "
-                               "state (fold_gradient) and is never formed; read grad in a step without folding")
+                               "state (a gradient sink) and is never formed; read grad in a step without one")
         if self._grad_is_zero:
             self._grad.fill(0)
             self._grad_is_zero = False
@@ -72,51 +81,26 @@ class Parameter:
         self._grad[...] = new
         self._grad_is_zero = False
 
+    @property
+    def grad_buffer(self) -> Any:
+        """The array ``grad`` lives in, as it is: stale numbers after a lazy ``zero_grad`` (see :meth:`zero_grad`)."""
+        return self._grad
+
+    @property
+    def grad_is_zero(self) -> bool:
+        """Whether the gradient is zero by a lazy ``zero_grad`` (``grad_buffer`` not yet filled)."""
+        return self._grad_is_zero
+
     def zero_grad(self) -> None:
-        """Set the gradient to zero (lazily: no pass over memory until it is used); ends any folding."""
+        """Set the gradient to zero (lazily: no pass over memory until it is used); detaches any sink."""
         self._grad_is_zero = True
-        self._fold = self._fold_beta = None
-
-    # -- folding the gradient into an optimizer's state -----------------------
-    def fold_gradient(self, target: Any, beta: float) -> None:
-        """Until :meth:`unfold`, add gradients to ``target`` instead of ``grad``: ``target <- beta target + g``.
-
-        ``target`` (shaped like the value) is scaled by ``beta`` once, with the
-        first gradient that arrives; every gradient adds to it (a parameter used
-        twice adds both). ``grad`` is unavailable meanwhile.
-        """
-        if target.shape != self.value.shape:
-            raise ValueError(f"Parameter {self.name!r}: fold target shape {target.shape} != value shape {self.value.shape}")
-        self._fold, self._fold_beta = target, float(beta)
-
-    def unfold(self) -> bool:
-        """End :meth:`fold_gradient`; return whether any gradient arrived (if not, the target was never scaled).
-
-        The gradient is zero afterwards (lazily), as after :meth:`zero_grad`.
-        """
-        arrived = self._fold is not None and self._fold_beta is None
-        self._fold = self._fold_beta = None
-        self._grad_is_zero = True
-        return arrived
-
-    def _take_beta(self) -> float:
-        """The factor for the fold target with this gradient: ``beta`` for the first to arrive, then 1."""
-        beta, self._fold_beta = self._fold_beta, None
-        return 1.0 if beta is None else beta
-
-    def _fold_target(self) -> Any:
-        """The fold target, scaled by ``beta`` if this is the first gradient to arrive."""
-        beta = self._take_beta()
-        if beta != 1.0:
-            self._fold *= beta
-        return self._fold
+        self.sink = None
 
     # -- accumulation --------------------------------------------------------
     def accumulate(self, g: Any, rows: slice | None = None) -> None:
         """``grad += g`` (a copy when the gradient is zero); with ``rows``, ``grad[rows] += g``."""
-        if self._fold is not None:
-            target = self._fold_target()
-            target[rows if rows is not None else ...] += g
+        if self.sink is not None:
+            self.sink.add(g, rows)
         elif rows is not None:
             self.grad[rows] += g
         elif self._grad_is_zero:
@@ -126,17 +110,10 @@ class Parameter:
             self._grad += g
 
     def accumulate_matmul(self, a: Any, b: Any) -> None:
-        """``grad += a @ b``, computed straight into ``grad`` when the gradient is zero.
-
-        When folded, one BLAS product does it all: ``target <- a @ b + beta target``.
-        """
-        if self._fold is not None:
-            if a.ndim == 1:                # a vector (a bias): NumPy's matrix-vector product beats a one-row gemm
-                self.accumulate(a @ b)
-                return
-            blas.gemm(1.0, a, b, self._take_beta(), self._fold)
-            return
-        if self._grad_is_zero:
+        """``grad += a @ b``, computed straight into ``grad`` when the gradient is zero."""
+        if self.sink is not None:
+            self.sink.add_matmul(a, b)
+        elif self._grad_is_zero:
             backend.xp.matmul(a, b, out=self._grad)
             self._grad_is_zero = False
         else:
@@ -149,7 +126,7 @@ class Parameter:
         """
         if g.ndim == 2 and self.value.ndim == 1:
             self.accumulate_matmul(backend.ones(g.shape[0], g.dtype), g)
-        elif self._grad_is_zero and self._fold is None:
+        elif self._grad_is_zero and self.sink is None:
             g.sum(axis=0, out=self._grad)
             self._grad_is_zero = False
         else:
@@ -164,13 +141,18 @@ class Parameter:
         grad[...] = self.grad
         self.value, self._grad = value, grad
 
+    def __getstate__(self) -> tuple[None, dict[str, Any]]:
+        # a sink belongs to one step of one process: never pickled
+        return None, {"value": self.value, "_grad": self._grad, "_grad_is_zero": self._grad_is_zero,
+                      "name": self.name, "decay": self.decay}
+
     def __setstate__(self, state: Any) -> None:
-        # pickle's state for __slots__ is (None, {slot: value}); a parameter pickled before folding existed
-        # lacks the fold slots: it starts unfolded
+        # pickle's state for __slots__ is (None, {slot: value}); slots of older versions (_fold, _fold_beta) are dropped
         slots = state[1] if isinstance(state, tuple) else state
-        self._fold = self._fold_beta = None
-        for key, value in (slots or {}).items():
-            setattr(self, key, value)
+        self.sink = None
+        for key in ("value", "_grad", "_grad_is_zero", "name", "decay"):
+            if key in (slots or {}):
+                setattr(self, key, slots[key])
 
     # -- description -----------------------------------------------------
     @property

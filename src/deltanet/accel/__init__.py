@@ -1,31 +1,101 @@
 """The fast path: every speed trick of deltanet, beside the math path it must agree with.
 
 The math path (``deltanet.parameter``, ``deltanet.modules``, ``deltanet.losses``,
-``deltanet.optim.rules``, the ``Trainer``'s loop) is the reference and reads as
-the course text. This package holds what makes it fast, each part opening with
-its measured reason:
+``deltanet.optim`` with its rules, the ``Trainer``'s loop, ``deltanet.predict``'s
+chunked forward) is the reference and reads as the course text. This package
+holds what makes it fast; each module opens with its measured reason:
 
-- :mod:`deltanet.accel.kernels`: compiled one-pass kernels (Numba), each tested
-  equal to its NumPy reference; the optimizers' fused steps call them.
+- :mod:`~deltanet.accel.blas`: the BLAS updates NumPy does not expose (``gemm`` with ``beta``, ``axpy``);
+- :mod:`~deltanet.accel.flat`: all parameters of a dtype in one value buffer and one gradient buffer;
+- :mod:`~deltanet.accel.fused`: the optimizers' step over those buffers, chunked or by a compiled kernel;
+- :mod:`~deltanet.accel.folding`: SGD-momentum gradients added straight into the momentum buffer;
+- :mod:`~deltanet.accel.plan`: the one object that decides, for a trainer's ``fit``, what the batches may skip;
+- :mod:`~deltanet.accel.predict`: the prediction engine (reused buffers, the bias added by the product);
+- :mod:`~deltanet.accel.kernels`: compiled one-pass kernels (Numba), each tested equal to its NumPy reference.
 
-Switches (read once per process, at first use):
+**The documented hooks** -- the only ways the rest of deltanet reaches this package
+(``tests/test_architecture.py`` checks that nothing imports its submodules):
+
+- :func:`fused_step` (``Optimizer.__init__``), :func:`fast_path` (``Trainer.fit``),
+  :func:`predict_chunks` (``deltanet.predict``), :func:`flat_grads` (``grad_norm`` and
+  ``clip_grad_norm``), and the re-exported :class:`FlatBuffer` / :func:`flatten`;
+- on the math side, plain attributes the fast path sets and restores:
+  ``Parameter.sink`` (a :class:`~deltanet.parameter.GradientSink`),
+  ``Module.check_finite_input``, ``Linear.input_grad``, ``Loss.check_targets``.
+
+Switches (read once per process, at first use; :func:`set_fast_enabled` for tests):
 
 ``DELTANET_FAST=0``
-    Turns the whole fast path off: the reference code runs everywhere.
+    Turns the whole fast path off: the reference code runs everywhere (optimizers
+    unfused, no folding, no kernels, no prediction engine, every batch checked).
 ``DELTANET_KERNELS=numpy``
     Turns only the compiled kernels off (also automatic where Numba is absent,
-    or for arrays a kernel cannot take: other dtypes than float32/float64,
-    another array library than NumPy).
+    or for arrays a kernel cannot take).
+``DELTANET_BLAS=numpy``
+    Turns only the direct BLAS calls off.
 """
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
+
+from .flat import FlatBuffer, flat_grads, flatten
+
+if TYPE_CHECKING:
+    from .fused import FusedStep
+    from .plan import FastPath
+
+_FAST: bool | None = None
 
 
 def fast_enabled() -> bool:
-    """Whether the fast path is on (``DELTANET_FAST`` is not ``0``/``false``/``off``)."""
-    return os.environ.get("DELTANET_FAST", "1").strip().lower() not in ("0", "false", "off", "no")
+    """Whether the fast path is on (``DELTANET_FAST`` is not ``0``/``false``/``off``/``no``; read once)."""
+    global _FAST
+    if _FAST is None:
+        _FAST = os.environ.get("DELTANET_FAST", "1").strip().lower() not in ("0", "false", "off", "no")
+    return _FAST
 
 
-__all__ = ["fast_enabled"]
+def set_fast_enabled(on: bool | None) -> bool:
+    """Force the fast path on or off in this process (None: from the environment again); return :func:`fast_enabled`.
+
+    For tests and benchmarks. It applies to what is built or run afterwards: an
+    optimizer keeps the path it was built with.
+    """
+    global _FAST
+    _FAST = None if on is None else bool(on)
+    from . import kernels
+
+    kernels.set_enabled(None)
+    return fast_enabled()
+
+
+def fused_step(optimizer: Any) -> FusedStep | None:
+    """The hook of ``Optimizer(fused=True)``: its flat-buffer step, or None when the fast path is off."""
+    if not fast_enabled():
+        return None
+    from .fused import FusedStep
+
+    return FusedStep(optimizer)
+
+
+def fast_path(trainer: Any, callbacks: Any) -> FastPath:
+    """The hook of ``Trainer.fit``: what this fit's batches may skip (see :class:`~deltanet.accel.plan.FastPath`)."""
+    from .plan import FastPath
+
+    return FastPath(trainer, callbacks, enabled=fast_enabled())
+
+
+def predict_chunks(model: Any, X: Any, batch_size: int, check_finite: bool) -> Any:
+    """The hook of ``deltanet.predict``: the engine's outputs, or None when the fast path is off (the caller
+    then runs the plain chunked forward)."""
+    if not fast_enabled():
+        return None
+    from .predict import predict
+
+    return predict(model, X, batch_size, check_finite)
+
+
+__all__ = ["FlatBuffer", "fast_enabled", "fast_path", "flat_grads", "flatten", "fused_step", "predict_chunks",
+           "set_fast_enabled"]

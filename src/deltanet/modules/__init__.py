@@ -10,7 +10,7 @@ from .attention import (
     set_mask,
 )
 from .base import Module, build, check_finite, registered_types
-from .containers import Residual, Sequential, input_layer, input_prechecked, without_input_gradient
+from .containers import Residual, Sequential, input_layer
 from .dense import DenseBlock, dense_block
 from .dropout import Dropout
 from .gelu import GELU
@@ -25,7 +25,7 @@ from .transformer import TransformerEncoderBlock, transformer_classifier
 __all__ = [
     "ClassToken", "DenseBlock", "GELU", "LayerNorm", "MeanPool", "MultiHeadSelfAttention", "PositionalEmbedding",
     "Reshape", "ScaledDotProductAttention", "SinusoidalPositionalEncoding", "TokenPool", "TransformerEncoderBlock", "attention_backward",
-    "attention_forward", "causal_mask", "dense_block", "input_layer", "input_prechecked", "set_mask", "transformer_classifier", "without_input_gradient",
+    "attention_forward", "causal_mask", "dense_block", "input_layer", "set_mask", "transformer_classifier",
     "ACTIVATIONS", "Activation", "BatchNorm", "Dropout", "Identity", "LeakyReLU", "Linear", "Module", "ReLU",
     "Residual", "Sequential", "Sigmoid", "Softmax", "Tanh", "build", "check_finite", "log_softmax",
     "registered_types", "softmax",

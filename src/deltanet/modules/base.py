@@ -51,8 +51,9 @@ class Module:
     #: Whether the module is registered for :func:`build` under its class name.
     registered: ClassVar[bool] = True
 
-    #: Whether :meth:`_as_input` tests the input for NaN and infinity (see "Finite-input checks" above).
-    _check_finite_input: bool = True
+    #: Whether :meth:`_as_input` tests the input for NaN and infinity (see "Finite-input checks" above). A hook:
+    #: the fast path turns it off while its caller feeds data it tested once (:mod:`deltanet.accel.plan`).
+    check_finite_input: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -118,7 +119,7 @@ class Module:
 
         Containers pass it on to the children that receive their input.
         """
-        self._check_finite_input = not internal
+        self.check_finite_input = not internal
 
     def _name_parameters(self) -> None:
         """Give every parameter below this module its qualified name (``"0.weight"``)."""
@@ -216,7 +217,7 @@ class Module:
         Checks that ``x`` is numeric with at least ``min_ndim`` axes and, when
         ``features`` is given, that its last axis has that size; converts it to
         ``dtype`` (one copy when the dtype differs); rejects NaN and infinity
-        unless the input is another module's output (``_check_finite_input``).
+        unless the input is another module's output (``check_finite_input``).
         """
         xp = backend.xp
         if not hasattr(x, "dtype"):
@@ -234,7 +235,7 @@ class Module:
             x = xp.asarray(x, dtype=dtype)
         elif x.dtype.kind != "f":
             x = xp.asarray(x, dtype=backend.get_default_dtype())
-        if self._check_finite_input:
+        if self.check_finite_input:
             check_finite(x, self._label)         # the label is built only for the error message
         return x
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy
 
 from .base import Module, build
-from .linear import Linear
 
 
 class Sequential(Module):
@@ -197,51 +195,3 @@ def input_layer(model: Module) -> Module:
     while isinstance(model, Sequential) and len(model):
         model = model[0]
     return model
-
-
-@contextmanager
-def without_input_gradient(model: Module) -> Iterator[None]:
-    """Within the block, the ``Linear`` layer that receives the data skips dL/dx.
-
-    Training never uses the gradient with respect to the data, and that matrix
-    product costs as much as the layer's forward pass. Parameter gradients are
-    unchanged; ``model.backward`` returns None while it is skipped. Other first
-    layers are left alone.
-    """
-    first = input_layer(model)
-    if not isinstance(first, Linear):
-        yield
-        return
-    missing = object()
-    previous = first.__dict__.get("input_grad", missing)
-    first.input_grad = False
-    try:
-        yield
-    finally:
-        if previous is missing:
-            del first.input_grad
-        else:
-            first.input_grad = previous
-
-
-@contextmanager
-def input_prechecked(model: Module) -> Iterator[None]:
-    """Within the block, no module of ``model`` tests its input for NaN and infinity.
-
-    For callers that tested the whole data set once before feeding it batch by
-    batch (the trainer does, in ``fit``): the per-batch test at the network's
-    entry would only read every batch a second time. A NaN or infinity that
-    arises inside the network still reaches the output, where the losses test
-    it. Each module's own setting is restored on exit.
-    """
-    flags = [(m, m.__dict__.get("_check_finite_input")) for m in model.modules()]
-    for m, _ in flags:
-        m._check_finite_input = False
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            if flag is None:
-                m.__dict__.pop("_check_finite_input", None)
-            else:
-                m._check_finite_input = flag

@@ -6,15 +6,15 @@
   :class:`ExponentialLR`, :class:`CosineAnnealingLR`, :class:`ReduceLROnPlateau`,
   :class:`LinearWarmup` around any of them; :func:`get_schedule` builds one by name.
 - :func:`clip_grad_norm` (global-norm clipping) and :func:`grad_norm`.
-- :class:`FlatBuffer` and :func:`flatten` (:mod:`deltanet.optim.flat`): all parameters of a dtype in
+- :class:`FlatBuffer` and :func:`flatten` (re-exported from the fast path, :mod:`deltanet.accel.flat`): all parameters of a dtype in
   one contiguous value buffer and one gradient buffer, which the fused optimizers (``fused=True``,
   the default) update with a few whole-array operations.
 """
 
+from ..accel import FlatBuffer, flatten
 from .adam import Adam, AdamW
 from .base import Optimizer
 from .clipping import clip_grad_norm, grad_norm
-from .flat import FlatBuffer, flatten
 from .registry import OPTIMIZERS, get_optimizer
 from .rmsprop import RMSprop
 from .schedules import (

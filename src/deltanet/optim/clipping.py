@@ -5,21 +5,20 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from .. import backend
+from .. import accel, backend
 from ..parameter import Parameter
 from .base import check_positive
-from .flat import flat_grads
 
 
 def grad_norm(params: Iterable[Parameter]) -> float:
     r"""Global L2 norm of all gradients together, ``sqrt(sum_p ||grad_p||^2)``.
 
     One pass over each gradient (a dot product, no temporaries); when the
-    parameters are exactly those of flat buffers (:mod:`deltanet.optim.flat`,
+    parameters are exactly those of flat buffers (:mod:`deltanet.accel.flat`,
     built by a fused optimizer), one dot product per buffer.
     """
     params = list(params)
-    grads = flat_grads(params)
+    grads = accel.flat_grads(params)
     if grads is None:
         grads = [p.grad for p in params]
     return math.sqrt(sum(backend.sum_of_squares(g) for g in grads))
@@ -64,7 +63,7 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float, *, norm: float 
         norm = grad_norm(params)
     if norm > tau and math.isfinite(norm):
         scale = tau / norm
-        grads = flat_grads(params)          # one pass per flat buffer, when the parameters are flat
+        grads = accel.flat_grads(params)          # one pass per flat buffer, when the parameters are flat
         for g in grads if grads is not None else [p.grad for p in params]:
             g *= scale      # in place; not `p.grad *= scale`, which would copy back through the setter
     return norm

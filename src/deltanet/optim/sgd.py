@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .. import blas
 from ..parameter import Parameter
 from . import rules
-from .base import Optimizer, _Group, check_positive, check_unit_interval
+from .base import Optimizer, check_positive, check_unit_interval
 
 
 class SGD(Optimizer):
@@ -42,13 +41,9 @@ class SGD(Optimizer):
 
     State: ``momentum_buffer`` (b), when ``momentum > 0``.
 
-    With momentum (not Nesterov) the gradients can be folded into ``b``
-    (:meth:`~deltanet.optim.Optimizer.fold_gradients`, which the trainer
-    uses when nothing else needs the gradients): each weight's gradient
-    product is then computed as ``b <- delta^T h + mu b`` in one BLAS call, and
-    the step is ``b <- b + lambda W`` (decayed parameters, if weight decay is
-    on) and ``W <- W - alpha b``, one multi-threaded axpy each over the flat
-    buffers -- the same rule, with the gradient never stored.
+    With momentum (not Nesterov) the fast path can fold the gradients into ``b``
+    (:meth:`~deltanet.optim.Optimizer.fold_gradients`, :mod:`deltanet.accel.folding`):
+    the same rule, with the gradient never stored.
 
     References
     ----------
@@ -78,14 +73,3 @@ class SGD(Optimizer):
 
     def rule_arguments(self) -> dict[str, Any]:
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}
-
-    # -- folded gradients (see Optimizer.fold_gradients) --------------------------
-    def _fold_spec(self) -> tuple[str, float] | None:
-        return ("momentum_buffer", self.momentum) if self.momentum and not self.nesterov else None
-
-    def _folded_update(self, group: _Group) -> None:
-        w, b = group.buffer.value, group.state["momentum_buffer"]       # b = mu b + grad, already
-        n = group.buffer.n_decay
-        if self.weight_decay and n:
-            blas.axpy(self.weight_decay, w[:n], b[:n])                # b = b + lambda W  (decayed parameters)
-        blas.axpy(-self.lr, b, w)                                     # W = W - alpha b

@@ -160,18 +160,18 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
     """
     xp = backend.xp
     finished = trainer.stop_reason not in (None, "interrupted")
-    planned = trainer._planned_end if trainer._in_fit and not finished else None
+    planned = trainer.planned_end_epoch if trainer.in_fit and not finished else None
     try:
         model_config = trainer.model.config()
         json.dumps(model_config)
     except (TypeError, ValueError, NotImplementedError):
         model_config = None
     callbacks = {}
-    for key, cb in trainer._stateful_callbacks().items():
+    for key, cb in trainer.stateful_callbacks().items():
         st = cb.state_dict()
         if st is not None:
             callbacks[key] = st
-    spec = trainer._schedule_spec
+    spec = trainer.schedule_spec
     return {
         "trainer": trainer.config(),
         "model_config": model_config,
@@ -180,7 +180,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
         "schedule": None if trainer.schedule is None else trainer.schedule.state_dict(),
         "schedule_spec": None if spec is None else {"name": spec[0], "kwargs": spec[1]},
         "rng": {"shuffle": rng_state(trainer.rng), "dropout": [rng_state(g) for g in trainer.model.generators()],
-                "seeded": trainer._seeded},
+                "seeded": trainer.dropout_seeded},
         "epoch": trainer.epoch,
         "planned_end_epoch": planned,
         "history": trainer.history.to_dict(),
@@ -190,7 +190,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
 
 def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
     """Restore a :func:`trainer_state` into ``trainer`` (from it or a checkpoint of the same model)."""
-    if trainer._in_fit:
+    if trainer.in_fit:
         raise RuntimeError("Trainer.load_state_dict cannot run during fit")
     trainer.model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
@@ -199,10 +199,10 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
         if trainer.schedule is None:
             trainer.schedule = rebuild_schedule(sched, trainer.optimizer)
         trainer.schedule.load_state_dict(sched)
-        trainer._schedule_spec = None
+        trainer.schedule_spec = None
     elif state.get("schedule_spec") is not None and trainer.schedule is None:
         spec = state["schedule_spec"]
-        trainer._schedule_spec = (spec["name"], dict(spec["kwargs"]))
+        trainer.schedule_spec = (spec["name"], dict(spec["kwargs"]))
     rng = state["rng"]
     set_rng_state(trainer.rng, rng["shuffle"])
     gens = trainer.model.generators()
@@ -210,15 +210,15 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
         raise ValueError(f"the checkpoint has {len(rng['dropout'])} dropout generators, the model {len(gens)}")
     for gen, st in zip(gens, rng["dropout"], strict=True):
         set_rng_state(gen, st)
-    trainer._seeded = bool(rng["seeded"])
+    trainer.dropout_seeded = bool(rng["seeded"])
     trainer.epoch = int(state["epoch"])
     trainer.history = History.from_dict(state["history"])
-    named = trainer._stateful_callbacks()
+    named = trainer.stateful_callbacks()
     for key, st in state.get("callbacks", {}).items():
         if key in named:
             named[key].load_state_dict(st)
     planned = state.get("planned_end_epoch")
-    trainer._resume_end = planned
+    trainer.resume_end_epoch = planned
     trainer.resuming = planned is not None and planned > trainer.epoch
 
 

@@ -20,7 +20,7 @@ from ..modules.normalization import BatchNorm
 
 
 @dataclass
-class Dataset:
+class PreparedData:
     """Training arrays after validation and conversion (done once per ``fit``)."""
 
     X: Any
@@ -30,10 +30,10 @@ class Dataset:
     def __len__(self) -> int:
         return int(self.X.shape[0])
 
-    def take(self, idx: Any) -> Dataset:
+    def take(self, idx: Any) -> PreparedData:
         idx = backend.xp.asarray(idx)
         w = None if self.sample_weight is None else self.sample_weight[idx]
-        return Dataset(self.X[idx], self.y[idx], w)
+        return PreparedData(self.X[idx], self.y[idx], w)
 
 
 def input_width(model: Module) -> int | None:
@@ -66,7 +66,7 @@ def output_width(model: Module, X: Any, name: str = "X") -> int:
         raise ValueError(f"{name} has shape {tuple(X.shape)}, which the model does not take: {exc}") from exc
 
 
-def prepare_data(model: Module, X: Any, y: Any, task: str, sample_weight: Any = None, name: str = "X") -> Dataset:
+def prepare_data(model: Module, X: Any, y: Any, task: str, sample_weight: Any = None, name: str = "X") -> PreparedData:
     """Validate ``X``, ``y`` (and ``sample_weight``) once and convert them for training.
 
     ``X`` becomes the model's dtype (one copy at most), must be numeric with at
@@ -107,7 +107,7 @@ def prepare_data(model: Module, X: Any, y: Any, task: str, sample_weight: Any = 
             raise ValueError(f"sample_weight has {w.shape[0]} entries but {name} has {n} samples")
         if not bool(xp.isfinite(w).all()) or bool((w < 0).any()):
             raise ValueError("sample_weight must be finite and >= 0")
-    return Dataset(X, y, w)
+    return PreparedData(X, y, w)
 
 
 def _class_targets(y: Any, X: Any, width: int, dtype: Any, yname: str) -> Any:
@@ -162,3 +162,47 @@ def validation_split(y: Any, fraction: float, rng: numpy.random.Generator, strat
     mask = numpy.ones(n, dtype=bool)
     mask[val] = False
     return numpy.flatnonzero(mask), val
+
+
+def prepare_fit_data(model: Module, X: Any, y: Any, task: str, *, validation_data: Any = None,
+                     validation_fraction: float = 0.0, sample_weight: Any = None,
+                     split_seed: numpy.random.SeedSequence | None = None) -> tuple[PreparedData, PreparedData | None]:
+    """The training set and the validation set (or None) of one ``fit``, validated and converted once.
+
+    ``validation_data`` is ``(X_val, y_val)`` or ``(X_val, y_val, sample_weight_val)``;
+    ``validation_fraction`` holds out that fraction of ``(X, y)`` instead, stratified by class for
+    classification, drawn from ``split_seed`` (the same split every time).
+    """
+    train = prepare_data(model, X, y, task, sample_weight)
+    if validation_data is not None and validation_fraction:
+        raise ValueError("pass validation_data or validation_fraction, not both")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val)")
+        val = prepare_data(model, *validation_data[:2], task,
+                           validation_data[2] if len(validation_data) == 3 else None, name="X_val")
+        if val.X.shape[1:] != train.X.shape[1:]:
+            raise ValueError(f"X_val has samples of shape {tuple(val.X.shape[1:])}, X has {tuple(train.X.shape[1:])}")
+        return train, val
+    if validation_fraction:
+        split_rng = numpy.random.Generator(numpy.random.PCG64(split_seed))
+        tr, va = validation_split(train.y, float(validation_fraction), split_rng, stratify=task == "classification")
+        return train.take(tr), train.take(va)
+    return train, None
+
+
+def batch_gatherer(X: Any, batch_size: int) -> Any:
+    """``idx -> X[idx]``, on NumPy into one reused buffer (``numpy.take`` with ``out``: about twice as fast).
+
+    The buffer is overwritten by the next batch: the model uses the batch only
+    until its backward pass (a ``Linear`` keeps its input until then).
+    """
+    if backend.xp is not numpy:
+        return lambda idx: X[idx]
+    buf = numpy.empty((min(batch_size, X.shape[0]), *X.shape[1:]), dtype=X.dtype)
+    take = X.take                                      # the method: numpy.take adds two Python calls per batch
+
+    def gather(idx: Any) -> Any:
+        return take(idx, axis=0, out=buf[:len(idx)], mode="clip")    # idx is a permutation slice: always in range
+
+    return gather

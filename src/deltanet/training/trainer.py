@@ -15,14 +15,17 @@ plain calls; the trainer adds bookkeeping around it, never inside the math::
             optimizer.step()                                # 4. update
             schedule.step_batch()
         schedule.step(val_loss or train_loss)               # 5. once per epoch
+
+Around it, each in its own module: the data prepared once (:mod:`.data`), the
+epoch's statistics (:mod:`.epoch`), signals and divergence (:mod:`.safety`),
+construction (:mod:`.builders`), checkpoints (:mod:`.checkpoint`), and what the
+batches may skip (:mod:`deltanet.accel.plan`, through :func:`deltanet.accel.fast_path`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import signal
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -30,22 +33,23 @@ from typing import Any
 
 import numpy
 
-from .. import backend
+from .. import accel, backend
 from ..errors import NonFiniteError
 from ..inference import predict
-from ..losses import LOSSES, Loss, get_loss, targets_prechecked
+from ..losses import LOSSES, Loss, get_loss
 from ..modules.activations import sigmoid, softmax
 from ..modules.base import Module
-from ..modules.containers import input_prechecked, without_input_gradient
 from ..modules.normalization import BatchNorm
-from ..optim import OPTIMIZERS, SGD, Optimizer, clip_grad_norm, get_optimizer, get_schedule
+from ..optim import Optimizer, clip_grad_norm
 from ..optim.base import check_int, check_positive
 from ..optim.clipping import grad_norm
 from ..optim.schedules import Schedule
 from ..parameter import Parameter
+from . import builders, safety
 from . import checkpoint as ckpt
 from .callbacks import Callback, CallbackList
-from .data import Dataset, prepare_data, validation_split
+from .data import PreparedData, batch_gatherer, prepare_data, prepare_fit_data
+from .epoch import EpochStats
 from .history import History
 from .metrics import MONITOR_ROWS, check_task, correct_count, unit_health, update_ratios
 from .progress import ProgressBar
@@ -106,9 +110,8 @@ class Trainer:
         None infers it from the loss (cross-entropy -> classification).
     record_layers : bool
         Record per-parameter gradient norms and dead-unit fractions in the history.
-        False also lets SGD with momentum fold the gradients into its momentum
-        buffer (see Notes), unless clipping, a gradient hook, an
-        ``on_after_backward`` callback or ``stop_grad_norm_below`` needs them.
+        False also lets the fast path skip forming the gradients where nothing
+        reads them (see Notes).
 
     Other Parameters
     ----------------
@@ -170,16 +173,16 @@ class Trainer:
     clipping, the gradient norm in the history and the divergence check all see
     the combined gradient.
 
-    **Folded steps.** With ``record_layers=False`` and an optimizer that can
-    take the gradients straight into its state
-    (:meth:`~deltanet.optim.Optimizer.fold_gradients`: SGD with momentum over
-    at least 65,536 parameter elements), every batch of an epoch but the last
-    is a folded step: the backward pass adds each weight's gradient product
-    into the momentum buffer, and the gradients themselves are never formed
-    (about 1.2x faster epochs for a 784-512-256-10 network at batch 32-128). The
-    epoch's ``grad_norm`` is then the norm of its last batch's gradient, the
-    one batch that forms it; a NaN or infinity from a folded step shows in the
-    next batch's loss.
+    **The fast path.** What the batches may skip where nothing reads it is
+    decided once per ``fit`` by :class:`deltanet.accel.plan.FastPath` (off
+    with ``DELTANET_FAST=0``; same results to float rounding): the data's
+    input gradient, the per-batch NaN and label tests (``fit`` tests the data
+    once), a separate gradient-norm pass, and -- with ``record_layers=False``
+    and SGD with momentum -- the gradients themselves in every batch of an
+    epoch but the last (folded into the momentum buffer). The epoch's
+    ``grad_norm`` is then the norm of its last batch's gradient, the one batch
+    that forms it; a NaN or infinity from a folded step shows in the next
+    batch's loss.
 
     **Divergence.** At the start of every epoch the trainer keeps a copy of the
     weights, buffers, optimizer and schedule state (one copy per epoch). A NaN
@@ -224,14 +227,13 @@ class Trainer:
             raise TypeError(f"Trainer: model must be a deltanet Module, got {type(model).__name__}")
         self.model = model
         self.params: list[Parameter] = model.parameters()
-        self._decayed = [p for p in self.params if p.decay]           # the weights in the L2 term of the loss
         if not self.params:
             raise ValueError("Trainer: the model has no trainable parameters")
         self.loss: Loss = get_loss(loss)
         self.task: str = check_task(task, self.loss)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self._batch_norm = any(isinstance(m, BatchNorm) for m in model.modules())
-        self._check_batch_norm_batch(self.batch_size)
+        self.batch_norm = any(isinstance(m, BatchNorm) for m in model.modules())
+        builders.check_batch_norm_batch(self.batch_size, self.batch_norm)
         self.epochs = check_int("epochs", epochs, minimum=1)
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
         self.l2 = check_positive("l2", l2, allow_zero=True)
@@ -240,25 +242,23 @@ class Trainer:
             raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
         self.record_layers = bool(record_layers)
-        self._fold = False                  # during fit: whether batches may fold their gradients (see fit)
         self.shuffle = bool(shuffle)
         if on_divergence not in ("stop", "raise"):
             raise ValueError(f"on_divergence must be 'stop' or 'raise', got {on_divergence!r}")
         self.on_divergence = on_divergence
         self.handle_interrupt = bool(handle_interrupt)
         self.gradient_hook = gradient_hook
-        self.optimizer = self._make_optimizer(optimizer, lr, optimizer_kwargs)
-        self._optimizer_holds_model = {id(p) for p in self.optimizer.params} == {id(p) for p in self.params}
+        self.optimizer = builders.make_optimizer(optimizer, self.params, lr, optimizer_kwargs, self.l2)
+        #: A schedule given by name, built at the first ``fit`` (it needs the epoch and batch counts): (name, kwargs).
+        self.schedule_spec: tuple[str, dict[str, Any]] | None = None
         self.schedule: Schedule | None = None
-        self._schedule_spec: tuple[str, dict[str, Any]] | None = None
         if isinstance(schedule, str):
-            self._schedule_spec = (schedule, dict(schedule_kwargs or {}))
-            self._check_schedule_spec(*self._schedule_spec)
+            self.schedule_spec = (schedule, dict(schedule_kwargs or {}))
+            builders.check_schedule_spec(*self.schedule_spec, self.epochs, self.lr)
         elif schedule_kwargs:
             raise ValueError("schedule_kwargs is only used with a schedule name (schedule='cosine', ...)")
         else:
-            self.schedule = self._make_schedule(schedule)
-
+            self.schedule = builders.make_schedule(schedule, self.optimizer)
         # the reference's convergence criteria, checked in this order at the end of each epoch
         self.criteria: list[Callback] = []
         if stop_loss_below is not None:
@@ -281,108 +281,20 @@ class Trainer:
         self.stop_training = False
         self.stop_reason: str | None = None
         self.stop_message: str | None = None
-        self.n_batches = 0
-        self.final_epoch = 0
-        self.has_validation = False
-        self.resuming = False
-        self._planned_end: int | None = None
-        self._resume_end: int | None = None
-        self._in_fit = False
-        self._interrupt_requested = False
-        self.interrupt_signal: str | None = None
-        self._batch = 0
-
+        self.n_batches = self.final_epoch = self.batch = 0
+        self.has_validation = self.resuming = self.in_fit = False
+        #: During ``fit``: the epoch this fit's plan ends at (what a checkpoint records to resume it).
+        self.planned_end_epoch: int | None = None
+        #: After loading a checkpoint saved mid-run: the epoch that run planned to end at (the next ``fit``'s end).
+        self.resume_end_epoch: int | None = None
+        self.signals = safety.SignalGuard()
         seq = numpy.random.SeedSequence(self.seed)
-        shuffle_seq, self._split_seq, self._dropout_seq = seq.spawn(3)
+        shuffle_seq, self.split_seed, self.dropout_seed = seq.spawn(3)
         self.rng = numpy.random.Generator(numpy.random.PCG64(shuffle_seq))
-        self._seeded = False
+        #: Whether the model's dropout generators were seeded from ``seed`` (at the first ``fit``).
+        self.dropout_seeded = False
 
-    def _zero_grad(self) -> None:
-        """``model.zero_grad()``; through the optimizer's flat parameter list when it holds exactly the model's."""
-        if self._optimizer_holds_model:
-            self.optimizer.zero_grad()
-        else:
-            self.model.zero_grad()
-
-    # -- construction helpers ---------------------------------------------------------
-    def _make_optimizer(self, optimizer: Any, lr: float | None, kwargs: dict[str, Any] | None) -> Optimizer:
-        if isinstance(optimizer, Optimizer):
-            if lr is not None or kwargs:
-                raise ValueError("Trainer: lr / optimizer_kwargs are for a named optimizer; set them on the optimizer instance")
-            own = {id(p) for p in optimizer.params}
-            if any(id(p) not in own for p in self.params):
-                raise ValueError("Trainer: the optimizer instance does not hold all of model.parameters(); "
-                                 "build it with Optimizer(model.parameters(), ...)")
-            wd = float(getattr(optimizer, "weight_decay", 0.0))
-            if self.l2 and wd != self.l2:
-                raise ValueError(f"Trainer: l2={self.l2} conflicts with the optimizer's weight_decay={wd}; "
-                                 "set weight_decay on the optimizer instance, or pass the optimizer by name")
-            return optimizer
-        if not isinstance(optimizer, str):
-            raise TypeError(f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or an Optimizer, got {type(optimizer).__name__}")
-        hyper = dict(kwargs or {})
-        if lr is not None:
-            hyper["lr"] = lr
-        if self.l2:
-            if "weight_decay" in hyper and hyper["weight_decay"] != self.l2:
-                raise ValueError("Trainer: pass the L2 penalty as l2= or as optimizer_kwargs['weight_decay'], not both")
-            hyper["weight_decay"] = self.l2
-        return get_optimizer(optimizer, self.params, **hyper)
-
-    def _make_schedule(self, schedule: Any) -> Schedule | None:
-        if schedule is None or isinstance(schedule, Schedule):
-            if schedule is not None and schedule.optimizer is not self.optimizer:
-                raise ValueError("Trainer: the schedule drives another optimizer; build it over trainer.optimizer "
-                                 "or pass a callable optimizer -> Schedule")
-            return schedule
-        if callable(schedule):
-            built = schedule(self.optimizer)
-            if not isinstance(built, Schedule):
-                raise TypeError(f"the schedule callable must return a Schedule, got {type(built).__name__}")
-            return built
-        raise TypeError(f"schedule must be None, a name, a Schedule or a callable, got {type(schedule).__name__}")
-
-    def _check_schedule_spec(self, name: str, kwargs: dict[str, Any]) -> None:
-        """Refuse a bad schedule name or arguments now rather than at the first ``fit``: build the schedule
-        once over a throw-away optimizer (this trainer's optimizer and learning rate are not touched)."""
-        kw = dict(kwargs)
-        kw.setdefault("epochs", self.epochs)
-        if kw.get("per_batch"):
-            kw.setdefault("steps_per_epoch", 1)
-        probe = SGD([Parameter(backend.xp.zeros(1))], lr=self.lr)
-        try:
-            get_schedule(name, probe, **kw)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"Trainer: schedule={name!r}"
-                            f"{f' with schedule_kwargs={kwargs!r}' if kwargs else ''}: {exc}") from exc
-
-    def _check_batch_norm_batch(self, batch_size: int) -> None:
-        if self._batch_norm and batch_size < 2:
-            raise ValueError(f"Trainer: batch_size={batch_size} cannot train a model with BatchNorm: the batch statistics "
-                             "of one row are undefined (its variance is 0); use batch_size >= 2, or remove the BatchNorm")
-
-    def _batch_count(self, n: int) -> int:
-        """Batches of an epoch over ``n`` rows: ceil(n / B), one less when a last batch of one row is merged into
-        the one before (a model with BatchNorm; see the class Notes)."""
-        bs = self.batch_size
-        self._check_batch_norm_batch(bs)
-        if self._batch_norm:
-            if n < 2:
-                raise ValueError(f"Trainer: a model with BatchNorm needs at least 2 training rows to estimate batch "
-                                 f"statistics, got {n}")
-            if n % bs == 1:
-                return n // bs
-        return -(-n // bs)
-
-    def _build_named_schedule(self, n_epochs: int) -> None:
-        name, kw = self._schedule_spec
-        kw = dict(kw)
-        kw.setdefault("epochs", n_epochs)
-        if kw.get("per_batch"):
-            kw.setdefault("steps_per_epoch", self.n_batches)
-        self.schedule = get_schedule(name, self.optimizer, **kw)
-        self._schedule_spec = None
-
+    # -- state read by callbacks, checkpoints and the command -----------------------------
     @property
     def decoupled_decay(self) -> bool:
         """Whether the optimizer's weight decay is decoupled (AdamW): then it is not an L2 term of the loss."""
@@ -404,6 +316,26 @@ class Trainer:
         """The optimizer's current learning rate."""
         return float(self.optimizer.lr)
 
+    @property
+    def interrupt_signal(self) -> str | None:
+        """``"SIGINT"`` or ``"SIGTERM"`` when that signal stopped the last ``fit``, else None."""
+        return self.signals.signal_name
+
+    @property
+    def epoch_complete(self) -> bool:
+        """Whether the current (during ``on_epoch_end``) or last epoch ran all its batches: a checkpoint saved then
+        resumes bit-identically; one of an epoch cut short (Ctrl-C, SIGTERM, a batch callback) does not."""
+        return self.n_batches > 0 and self.batch == self.n_batches
+
+    def stateful_callbacks(self) -> dict[str, Callback]:
+        """The callbacks whose state a checkpoint keeps, by a stable name."""
+        named: dict[str, Callback] = {}
+        if self.early_stopping is not None:
+            named["early_stopping"] = self.early_stopping
+        for i, cb in enumerate(self.callbacks):
+            named[f"callbacks.{i}.{type(cb).__name__}"] = cb
+        return named
+
     # -- stopping ---------------------------------------------------------------------
     def request_stop(self, reason: str, message: str | None = None) -> None:
         """Stop after the current batch (from a batch callback) or epoch; the first request wins."""
@@ -415,40 +347,7 @@ class Trainer:
 
     def interrupt(self) -> None:
         """Ask the running ``fit`` to stop after the current batch, as Ctrl-C does."""
-        self._interrupt_requested = True
-
-    @property
-    def epoch_complete(self) -> bool:
-        """Whether the current (during ``on_epoch_end``) or last epoch ran all its batches: a checkpoint saved then
-        resumes bit-identically; one of an epoch cut short (Ctrl-C, SIGTERM, a batch callback) does not."""
-        return self.n_batches > 0 and self._batch == self.n_batches
-
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if self._interrupt_requested:          # a second Ctrl-C / SIGTERM: stop now
-            raise KeyboardInterrupt
-        self._interrupt_requested = True
-        if self.interrupt_signal is None:
-            self.interrupt_signal = signal.Signals(signum).name
-
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        """Handle SIGINT and SIGTERM (where the platform has it) during ``fit``; returns the previous handlers."""
-        if not self.handle_interrupt or threading.current_thread() is not threading.main_thread():
-            return {}
-        previous: dict[int, Any] = {signal.SIGINT: signal.getsignal(signal.SIGINT)}
-        signal.signal(signal.SIGINT, self._on_signal)
-        term = getattr(signal, "SIGTERM", None)
-        # SIGTERM only while it has its default action: a handler the application installed (or SIG_IGN) stays
-        if term is not None and signal.getsignal(term) in (signal.SIG_DFL, None):
-            previous[term] = signal.getsignal(term)
-            signal.signal(term, self._on_signal)
-        return previous
-
-    @staticmethod
-    def _restore_signal_handlers(previous: dict[int, Any]) -> None:
-        for sig, handler in previous.items():
-            if handler is None:                # installed outside Python: put back the default
-                handler = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
-            signal.signal(sig, handler)
+        self.signals.request()
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self, X: Any, y: Any, *, validation_data: tuple[Any, ...] | None = None, validation_fraction: float = 0.0,
@@ -478,222 +377,136 @@ class Trainer:
             ``self.history``: the records of every epoch so far; ``stop_reason``
             and ``stop_message`` describe this call's end.
         """
-        if self._in_fit:
+        if self.in_fit:
             raise RuntimeError("Trainer.fit is already running (called from a callback?)")
-        train, val = self._prepare(X, y, validation_data, validation_fraction, sample_weight)
-        n = len(train)
-        # the fixed rows on which dead and saturated units are measured at every epoch's end (record_layers)
-        self._monitor_X = train.X[:MONITOR_ROWS]
-        n_batches = self._batch_count(n)
+        train, val = prepare_fit_data(self.model, X, y, self.task, validation_data=validation_data,
+                                      validation_fraction=validation_fraction, sample_weight=sample_weight,
+                                      split_seed=self.split_seed)
+        self._monitor_X = train.X[:MONITOR_ROWS]     # the fixed rows on which dead/saturated units are measured
+        self.n_batches = builders.batch_count(len(train), self.batch_size, self.batch_norm)
         n_epochs = self._epochs_for_call(epochs)
-        self.n_batches = n_batches
         self.has_validation = val is not None
-        if self._schedule_spec is not None:
-            self._build_named_schedule(n_epochs)
-        if not self._seeded:
+        if self.schedule_spec is not None:
+            self.schedule = builders.build_named_schedule(self.schedule_spec, self.optimizer, n_epochs, self.n_batches)
+            self.schedule_spec = None
+        if not self.dropout_seeded:
             self._seed_dropout()
-        self.final_epoch = self.epoch + n_epochs
-        self._planned_end = self.final_epoch
+        self.final_epoch = self.planned_end_epoch = self.epoch + n_epochs
         self.stop_training = False
         self.stop_reason = self.stop_message = None
-        self._interrupt_requested = False
-        self.interrupt_signal = None
+        self.signals.reset()
         self.history.loss_includes_l2 = self.l2_in_loss > 0
         self.history.task = self.task
         callbacks = self.callback_list
-        self._in_fit = True
-        previous_handlers = self._install_signal_handlers()
-        # the gradient norm can come from the optimizer's own pass when nothing needs it before the update
-        measured_before = self.optimizer.measure_grad_norm
-        self.optimizer.measure_grad_norm = self.clip_norm is None and not self.record_layers and self._optimizer_holds_model
-        # ... and then the other batches' gradients can go straight into the optimizer's state, unless something reads them
-        # (the gradient hook is checked batch by batch: a callback may set one mid-fit)
-        self._fold = (self.optimizer.measure_grad_norm and not callbacks.handles("on_after_backward")
-                      and not any(isinstance(cb, GradNormThreshold) for cb in callbacks))
+        self.in_fit = True
+        if self.handle_interrupt:
+            self.signals.install()
+        self._plan = accel.fast_path(self, callbacks)
         try:
             callbacks.on_train_begin(self)
             self.resuming = False
-            # overflow on the way to a NaN/inf is caught and reported as divergence; NumPy's warnings would only add noise.
-            # The data and targets were tested once above (NaN/inf, label range): the batches skip those tests.
-            with (numpy.errstate(over="ignore", invalid="ignore"), without_input_gradient(self.model),
-                  input_prechecked(self.model), targets_prechecked(self.loss)):
+            # overflow on the way to a NaN/inf is caught and reported as divergence; NumPy's warnings would only add noise
+            with numpy.errstate(over="ignore", invalid="ignore"), self._plan.batches():
                 while self.epoch < self.final_epoch and not self.stop_training:
                     self._run_epoch(train, val, callbacks)
-            if not self.stop_training:
-                self.stop_reason = "max_epochs"
-                self.stop_message = f"reached the maximum of {n_epochs} epoch{'s' if n_epochs != 1 else ''} (epoch {self.epoch})"
-            elif self.stop_reason is None:
-                self.stop_reason = "callback"
-            if self.stop_message is None:
-                self.stop_message = f"stopped by a callback at epoch {self.epoch}"
-            h = self.history
-            h.stop_reason, h.stop_message = self.stop_reason, self.stop_message
-            h.best_epoch = h.best("val_loss") if self.has_validation else h.best("train_loss")
-            callbacks.on_train_end(self, h)
-            self.stop_message = h.stop_message          # a callback may have added to it (early stopping's restore)
+            self._finish(callbacks, n_epochs)
         finally:
-            self.optimizer.measure_grad_norm = measured_before
-            self._fold = False
-            self._in_fit = False
-            self._planned_end = None
-            self._restore_signal_handlers(previous_handlers)
+            self.in_fit = False
+            self.planned_end_epoch = None
+            self.signals.restore()
         if self.stop_reason == "diverged" and self.on_divergence == "raise":
             raise NonFiniteError(self.stop_message)
         return self.history
+
+    def _finish(self, callbacks: CallbackList, n_epochs: int) -> None:
+        if not self.stop_training:
+            self.stop_reason = "max_epochs"
+            self.stop_message = f"reached the maximum of {n_epochs} epoch{'s' if n_epochs != 1 else ''} (epoch {self.epoch})"
+        elif self.stop_reason is None:
+            self.stop_reason = "callback"
+        if self.stop_message is None:
+            self.stop_message = f"stopped by a callback at epoch {self.epoch}"
+        h = self.history
+        h.stop_reason, h.stop_message = self.stop_reason, self.stop_message
+        h.best_epoch = h.best("val_loss") if self.has_validation else h.best("train_loss")
+        callbacks.on_train_end(self, h)
+        self.stop_message = h.stop_message          # a callback may have added to it (early stopping's restore)
 
     def _epochs_for_call(self, epochs: int | None) -> int:
         if epochs is not None:
             if isinstance(epochs, bool) or not isinstance(epochs, (int, numpy.integer)) or epochs < 0:
                 raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-            self._resume_end = None
+            self.resume_end_epoch = None
             return int(epochs)
-        resume_end, self._resume_end = self._resume_end, None
+        resume_end, self.resume_end_epoch = self.resume_end_epoch, None
         if resume_end is not None and resume_end > self.epoch:
             return resume_end - self.epoch
         return self.epochs
-
-    def _prepare(self, X: Any, y: Any, validation_data: Any, validation_fraction: float,
-                 sample_weight: Any) -> tuple[Dataset, Dataset | None]:
-        train = prepare_data(self.model, X, y, self.task, sample_weight)
-        if validation_data is not None and validation_fraction:
-            raise ValueError("pass validation_data or validation_fraction, not both")
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-                raise ValueError("validation_data must be a tuple (X_val, y_val) or (X_val, y_val, sample_weight_val)")
-            val = prepare_data(self.model, *validation_data[:2], self.task,
-                               validation_data[2] if len(validation_data) == 3 else None, name="X_val")
-            if val.X.shape[1:] != train.X.shape[1:]:
-                raise ValueError(f"X_val has samples of shape {tuple(val.X.shape[1:])}, X has {tuple(train.X.shape[1:])}")
-            return train, val
-        if validation_fraction:
-            split_rng = numpy.random.Generator(numpy.random.PCG64(self._split_seq))    # the same split every fit
-            tr, va = validation_split(train.y, float(validation_fraction), split_rng,
-                                      stratify=self.task == "classification")
-            return train.take(tr), train.take(va)
-        return train, None
 
     def _seed_dropout(self) -> None:
         """Reseed the model's dropout generators from the trainer's seed (once, at the first fit)."""
         if self.seed is not None:
             gens = self.model.generators()
-            for gen, child in zip(gens, self._dropout_seq.spawn(len(gens)), strict=True):
+            for gen, child in zip(gens, self.dropout_seed.spawn(len(gens)), strict=True):
                 gen.bit_generator.state = type(gen.bit_generator)(child).state
-        self._seeded = True
+        self.dropout_seeded = True
 
-    def _snapshot(self) -> dict[str, Any]:
-        xp = backend.xp
-        return {"model": {k: xp.array(v, copy=True) for k, v in self.model.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(),
-                "schedule": None if self.schedule is None else self.schedule.state_dict()}
-
-    def _restore(self, snap: dict[str, Any]) -> None:
-        self.model.load_state_dict(snap["model"])
-        self.optimizer.load_state_dict(snap["optimizer"])
-        if snap["schedule"] is not None:
-            self.schedule.load_state_dict(snap["schedule"])
-
-    def _run_epoch(self, train: Dataset, val: Dataset | None, callbacks: CallbackList) -> None:
+    def _run_epoch(self, train: PreparedData, val: PreparedData | None, callbacks: CallbackList) -> None:
         start = time.perf_counter()
-        good = self._snapshot()
+        good = safety.snapshot(self.model, self.optimizer, self.schedule)
         self.epoch += 1
         epoch = self.epoch
         callbacks.on_epoch_begin(self, epoch)
-        n, bs = len(train), self.batch_size
+        n, bs, last = len(train), self.batch_size, self.n_batches - 1
         # the permutation comes from the seeded host generator; on a GPU backend it moves to the device once per epoch
         perm = backend.xp.asarray(self.rng.permutation(n) if self.shuffle else numpy.arange(n))
-        # a model with BatchNorm may merge a last batch of one row into the one before (see _batch_count)
-        last = self.n_batches - 1
         weighted = train.sample_weight is not None
-        # integer labels: each batch's predicted classes are kept, and compared with the labels once per epoch
-        preds = backend.xp.empty(n, dtype=numpy.intp) if self.task == "classification" and train.y.ndim == 1 else None
-        counts_correct = preds is None and self.task in ("classification", "multilabel")
-        gather = _batch_gatherer(train.X, max(bs, n - last * bs))
-        loss_sum = weight_sum = correct = grad_norm_sum = 0.0
-        measured = 0                  # batches whose gradient norm was measured (all but folded ones)
-        layer_sums = numpy.zeros(len(self.params)) if self.record_layers else None
-        # the weights before the epoch's last step, for its update/weight ratio (record_layers)
+        stats = EpochStats(self.task, train.y, perm, [p.name for p in self.params] if self.record_layers else None)
+        gather = batch_gatherer(train.X, max(bs, n - last * bs))       # a last batch may hold B + 1 rows (BatchNorm)
         watched = [p for p in self.params if p.value.ndim >= 2] if self.record_layers else []
-        before: list[Any] | None = None
+        before: list[Any] | None = None         # the weights before the epoch's last step, for its update/weight ratio
         lr = self.lr
-        batches = seen = 0
         for b in range(self.n_batches):
-            batch = b + 1
-            self._batch = batch
+            self.batch = b + 1
             idx = perm[b * bs:(b + 1) * bs if b < last else n]
             xb, yb = gather(idx), train.y[idx]
             wb = train.sample_weight[idx] if weighted else None
-            callbacks.on_batch_begin(self, batch)
+            callbacks.on_batch_begin(self, self.batch)
             lr = self.lr
-            fold = self._fold and batch < self.n_batches and self.gradient_hook is None
             if watched and b == last:
                 before = [backend.xp.array(p.value, copy=True) for p in watched]
-            step = self._train_step(xb, yb, wb, callbacks, fold=fold)
+            step = self._train_step(xb, yb, wb, callbacks)
             if isinstance(step, str):
-                self._diverged(epoch, batch, step, good, callbacks)
-                return
+                return self._diverged(step, good)
             loss, out, norm, sq = step
-            batches += 1
-            seen += len(idx)
-            size = float(wb.sum()) if weighted else len(idx)
-            loss_sum += loss * size
-            weight_sum += size
-            if preds is not None:
-                out.argmax(axis=-1, out=preds[b * bs:b * bs + len(idx)])
-            elif counts_correct:
-                correct += correct_count(out, yb, self.task)
-            if norm is not None:
-                grad_norm_sum += norm
-                measured += 1
-            if layer_sums is not None:
-                layer_sums += numpy.sqrt(sq)
-            callbacks.on_batch_end(self, batch, loss)
-            if self._interrupt_requested and not self.stop_training:
-                how = {"SIGTERM": " (SIGTERM)", "SIGINT": " (Ctrl-C)"}.get(self.interrupt_signal or "", "")
-                self.request_stop("interrupted", f"interrupted{how} at epoch {epoch}, batch {batch}/{self.n_batches}; "
-                                                 f"the model keeps the weights after that batch")
+            stats.add(b * bs, loss, float(wb.sum()) if weighted else len(idx), out, yb, norm, sq)
+            callbacks.on_batch_end(self, self.batch, loss)
+            if self.signals.requested and not self.stop_training:
+                self.request_stop("interrupted", self.signals.message(epoch, self.batch, self.n_batches))
             if self.stop_training:
                 break
-        if preds is not None:
-            correct = int(backend.xp.count_nonzero(preds[:seen] == train.y[perm[:seen]]))
+        record = stats.record(epoch, lr)
         units = unit_health(self.model, self._monitor_X) if self.record_layers and len(self._monitor_X) else {}
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": loss_sum / weight_sum,
-            "val_loss": None,
-            "train_accuracy": correct / seen if self.task in ("classification", "multilabel") else None,
-            "val_accuracy": None,
-            "lr": lr,
-            "grad_norm": grad_norm_sum / measured if measured else None,
-            "time": 0.0,
-            "layer_grad_norms": ({p.name: float(s / batches) for p, s in zip(self.params, layer_sums, strict=True)}
-                                 if layer_sums is not None else {}),
-            "dead_fraction": {k: v["dead"] for k, v in units.items() if "dead" in v},
-            "saturated_fraction": {k: v["saturated"] for k, v in units.items() if "saturated" in v},
-            "update_ratio": update_ratios(watched, before) if before is not None else {},
-        }
+        record["dead_fraction"] = {k: v["dead"] for k, v in units.items() if "dead" in v}
+        record["saturated_fraction"] = {k: v["saturated"] for k, v in units.items() if "saturated" in v}
+        record["update_ratio"] = update_ratios(watched, before) if before is not None else {}
         if val is not None:
             try:
                 metrics = self._evaluate(val)
             except NonFiniteError as exc:  # the epoch's last step left non-finite weights
-                self._diverged(epoch, self._batch, f"a NaN or infinite value in the validation pass ({exc})", good, callbacks)
-                return
+                return self._diverged(f"a NaN or infinite value in the validation pass ({exc})", good)
             record["val_loss"] = metrics["loss"]
             record["val_accuracy"] = metrics.get("accuracy")
         if self.schedule is not None:
-            metric = record["val_loss"] if record["val_loss"] is not None else record["train_loss"]
-            self.schedule.step(metric)
+            self.schedule.step(record["val_loss"] if record["val_loss"] is not None else record["train_loss"])
         record["time"] = time.perf_counter() - start
         self.history.append(record)
         callbacks.on_epoch_end(self, epoch, record)
 
-    def _train_step(self, xb: Any, yb: Any, wb: Any, callbacks: CallbackList,
-                    fold: bool = False) -> tuple[float, Any, float | None, list[float] | None] | str:
-        """One update; returns (loss, output, gradient norm, per-parameter squared gradient norms
-        or None when ``record_layers`` is off) or what went non-finite.
-
-        ``fold``: let the optimizer take the gradients straight into its state
-        (:meth:`~deltanet.optim.Optimizer.fold_gradients`) if its rule can; the
-        gradient norm is then not measured (None)."""
+    def _train_step(self, xb: Any, yb: Any, wb: Any,
+                    callbacks: CallbackList) -> tuple[float, Any, float | None, list[float] | None] | str:
+        """One update; returns (loss, output, gradient norm or None where not measured, per-parameter squared
+        gradient norms or None when ``record_layers`` is off) or what went non-finite."""
         try:
             out = self.model.forward(xb, training=True)
             loss = self.loss.forward(out, yb, wb)
@@ -701,15 +514,16 @@ class Trainer:
             return f"a NaN or infinite value in the forward pass ({exc})"
         lam = self.l2_in_loss
         if lam:
-            loss += 0.5 * lam * sum(backend.sum_of_squares(p.value) for p in self._decayed)   # lambda/2 sum ||W||_F^2
+            loss += 0.5 * lam * sum(backend.sum_of_squares(p.value) for p in self.params if p.decay)   # lambda/2 sum ||W||^2
         if not math.isfinite(loss):
             return f"the loss is {loss}"
-        self._zero_grad()
-        folded = fold and self.optimizer.fold_gradients()
+        plan = self._plan
+        plan.zero_grad()
+        folded = plan.fold(self.batch, self.n_batches)
         self.model.backward(self.loss.backward())
-        if folded:                  # the gradients went straight into the optimizer's state; nothing reads them (see fit)
+        if folded:                  # the gradients went straight into the optimizer's state; nothing reads them
             self.optimizer.step()
-            sq = total = None
+            total = sq = None
         else:
             step = self._step_with_gradients(callbacks)
             if isinstance(step, str):
@@ -722,23 +536,20 @@ class Trainer:
     def _step_with_gradients(self, callbacks: CallbackList) -> tuple[float, list[float] | None] | str:
         """The update from complete gradients: hook, callbacks, norms, clipping, step; returns (gradient norm,
         per-parameter squared norms or None) or what went non-finite."""
-        # -- gradients are complete here: combine them across processes (see the class Notes) --
-        if self.gradient_hook is not None:
+        if self.gradient_hook is not None:         # gradients are complete: combine them across processes here
             self.gradient_hook(self.params)
         callbacks.on_after_backward(self)
-        if self.optimizer.measure_grad_norm:
-            # the optimizer measures the norm while it updates (see fit); a non-finite one is caught just after
-            # the update, whose weights and optimizer state the divergence handling then replaces by the last good ones
-            self.optimizer.step()
-            total = self.optimizer.last_grad_norm
-            if total is None or not math.isfinite(total):
-                return f"the gradient norm is {total}"
-            return total, None
+        sq = None
+        if self._plan.norm_in_step:
+            # the optimizer measures the norm while it updates; a non-finite one is caught just after the update,
+            # whose weights and state the divergence handling then replaces by the last good ones
+            total = self.optimizer.step(measure_grad_norm=True)
+            return (total, None) if total is not None and math.isfinite(total) else f"the gradient norm is {total}"
         if self.record_layers:
             sq = [backend.sum_of_squares(p.grad) for p in self.params]
             total = math.sqrt(sum(sq))
         else:
-            sq, total = None, grad_norm(self.params)        # one dot product per flat gradient buffer
+            total = grad_norm(self.params)
         if not math.isfinite(total):
             return f"the gradient norm is {total}"
         if self.clip_norm is not None:
@@ -746,20 +557,18 @@ class Trainer:
         self.optimizer.step()
         return total, sq
 
-    def _diverged(self, epoch: int, batch: int, what: str, good: dict[str, Any], callbacks: CallbackList) -> None:
-        self._restore(good)
+    def _diverged(self, what: str, good: dict[str, Any]) -> None:
+        epoch = self.epoch
+        safety.restore(good, self.model, self.optimizer, self.schedule)
         self.epoch = epoch - 1
-        kept = f"the end of epoch {self.epoch}" if self.epoch else "before training"
-        msg = (f"training diverged at epoch {epoch}, batch {batch}/{self.n_batches}: {what}; the model keeps the "
-               f"weights from {kept}. Lower the learning rate (lr={self.lr:g}) or set clip_norm")
         self.stop_training = True
         self.stop_reason = "diverged"
-        self.stop_message = msg
+        self.stop_message = safety.divergence_message(epoch, self.batch, self.n_batches, what, self.epoch, self.lr)
         if self.on_divergence == "stop":
-            warnings.warn(msg, RuntimeWarning, stacklevel=4)
+            warnings.warn(self.stop_message, RuntimeWarning, stacklevel=5)
 
     # -- evaluation -------------------------------------------------------------------------
-    def _evaluate(self, data: Dataset) -> dict[str, float]:
+    def _evaluate(self, data: PreparedData) -> dict[str, float]:
         """Mean loss and accuracy of the model in eval mode on already validated data."""
         out = predict(self.model, data.X, self.eval_batch_size, check_finite=False)
         w = data.sample_weight
@@ -771,13 +580,11 @@ class Trainer:
 
     def evaluate(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, float]:
         """Mean loss (eval mode, no L2 term) and, for classification / multilabel, accuracy on ``(X, y)``."""
-        data = prepare_data(self.model, X, y, self.task, sample_weight)       # tests X for NaN/inf once
-        return self._evaluate(data)
+        return self._evaluate(prepare_data(self.model, X, y, self.task, sample_weight))   # tests X for NaN/inf once
 
     def predict(self, X: Any, batch_size: int | None = None) -> Any:
         """The model's outputs (logits for the fused losses) in eval mode, computed ``batch_size`` rows at a time."""
-        bs = check_int("batch_size", batch_size or self.eval_batch_size, minimum=1)
-        return predict(self.model, X, bs)                                       # tests X for NaN/inf once
+        return predict(self.model, X, check_int("batch_size", batch_size or self.eval_batch_size, minimum=1))
 
     def predict_proba(self, X: Any, batch_size: int | None = None) -> Any:
         """Class probabilities: softmax of the logits (classification) or sigmoid per label (multilabel)."""
@@ -799,14 +606,6 @@ class Trainer:
                 "early_stopping": None if self.early_stopping is None else self.early_stopping.config(),
                 "task": self.task, "record_layers": self.record_layers, "shuffle": self.shuffle,
                 "eval_batch_size": self.eval_batch_size, "on_divergence": self.on_divergence}
-
-    def _stateful_callbacks(self) -> dict[str, Callback]:
-        named: dict[str, Callback] = {}
-        if self.early_stopping is not None:
-            named["early_stopping"] = self.early_stopping
-        for i, cb in enumerate(self.callbacks):
-            named[f"callbacks.{i}.{type(cb).__name__}"] = cb
-        return named
 
     def state_dict(self) -> dict[str, Any]:
         """The full training state: everything a resumed run needs to continue bit for bit.
@@ -843,24 +642,6 @@ class Trainer:
     def __repr__(self) -> str:
         return (f"Trainer(loss={type(self.loss).__name__}, optimizer={self.optimizer!r}, batch_size={self.batch_size}, "
                 f"epochs={self.epochs}, task={self.task!r}, epoch={self.epoch})")
-
-
-# -- helpers -------------------------------------------------------------------------------------
-def _batch_gatherer(X: Any, batch_size: int) -> Callable[[Any], Any]:
-    """``idx -> X[idx]``, on NumPy into one reused buffer (``numpy.take`` with ``out``: about twice as fast).
-
-    The buffer is overwritten by the next batch: the model uses the batch only
-    until its backward pass (a ``Linear`` keeps its input until then).
-    """
-    if backend.xp is not numpy:
-        return lambda idx: X[idx]
-    buf = numpy.empty((min(batch_size, X.shape[0]), *X.shape[1:]), dtype=X.dtype)
-    take = X.take                                      # the method: numpy.take adds two Python calls per batch
-
-    def gather(idx: Any) -> Any:
-        return take(idx, axis=0, out=buf[:len(idx)], mode="clip")    # idx is a permutation slice: always in range
-
-    return gather
 
 
 __all__ = ["Trainer"]

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy
 
-from . import backend
+from .. import backend
 
 _COL_MAJOR, _NO_TRANS, _TRANS = 102, 111, 112
 

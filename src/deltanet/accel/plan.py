@@ -1,0 +1,141 @@
+"""What a trainer's batches may skip: one object decides, from the trainer's public state, once per ``fit``.
+
+Why: the course's loop forms every gradient, measures its norm in a pass of its
+own, computes dL/dx for the data, and tests every batch for NaN and label
+range. Where nothing reads those results, skipping them is free speed
+(784-512-256-10 at batch 128: the first layer's input gradient is a product as
+large as its forward; the separate norm pass and the per-batch data tests are
+one read of the batch or the gradients each; folding SGD's momentum, see
+:mod:`deltanet.accel.folding`, 0.72-0.90x the epoch time). Each decision below
+names what would read the skipped result and keeps it whenever something does.
+
+The math side exposes plain attributes for this (``Linear.input_grad``,
+``Module.check_finite_input``, ``Loss.check_targets``), set here for the
+duration of a block and put back on exit by :func:`overriding`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from ..modules.base import Module
+from ..modules.containers import input_layer
+from ..modules.linear import Linear
+
+_MISSING = object()
+
+
+@contextmanager
+def overriding(objects: Iterable[Any], attribute: str, value: Any) -> Iterator[None]:
+    """Within the block, ``obj.<attribute> = value`` for each object; each object's own setting is put back
+    on exit (an attribute the object did not have itself is removed again, so the class default shows)."""
+    saved = [(obj, obj.__dict__.get(attribute, _MISSING)) for obj in objects]
+    for obj, _ in saved:
+        setattr(obj, attribute, value)
+    try:
+        yield
+    finally:
+        for obj, previous in saved:
+            if previous is _MISSING:
+                obj.__dict__.pop(attribute, None)
+            else:
+                setattr(obj, attribute, previous)
+
+
+def without_input_gradient(model: Module) -> Any:
+    """Within the block, the ``Linear`` layer that receives the data skips dL/dx (``backward`` returns None).
+
+    Training never uses the gradient with respect to the data, and that matrix
+    product costs as much as the layer's forward pass. Parameter gradients are
+    unchanged. Other first layers are left alone.
+    """
+    first = input_layer(model)
+    return overriding([first] if isinstance(first, Linear) else [], "input_grad", False)
+
+
+def input_prechecked(model: Module) -> Any:
+    """Within the block, no module of ``model`` tests its input for NaN and infinity.
+
+    For callers that tested the whole data set once before feeding it batch by
+    batch: the per-batch test at the network's entry would only read every
+    batch a second time. A NaN or infinity that arises inside the network still
+    reaches the output, where the losses test it.
+    """
+    return overriding(model.modules(), "check_finite_input", False)
+
+
+def targets_prechecked(loss: Any) -> Any:
+    """Within the block, ``loss`` does not test its targets (integer labels for their range, values for NaN
+    and infinity; shapes and dtypes still are), for callers that validated every target once."""
+    return overriding([loss], "check_targets", False)
+
+
+class FastPath:
+    """The fast-path decisions for one ``Trainer.fit``.
+
+    Parameters
+    ----------
+    trainer : Trainer
+        Read (public state only): ``model``, ``loss``, ``optimizer``, ``params``,
+        ``clip_norm``, ``record_layers``, ``gradient_hook``.
+    callbacks : CallbackList
+        The fit's callbacks (``handles`` says which hooks they implement).
+    enabled : bool
+        False (``DELTANET_FAST=0``): every decision is the reference one.
+
+    Attributes
+    ----------
+    holds_model : bool
+        The optimizer holds exactly the model's parameters: zeroing goes through its flat list.
+    norm_in_step : bool
+        The batch's gradient norm comes from the optimizer's own pass over the gradients
+        (``step(measure_grad_norm=True)``) instead of a pass of its own: nothing needs it before the
+        update (no clipping, no per-parameter norms).
+    may_fold : bool
+        Batches may fold their gradients into the optimizer's state (where its rule can): the norm is
+        measured in the step and no callback reads the gradients (``on_after_backward``) or the
+        epoch's mean gradient norm (a gradient-norm stopping criterion). The epoch's last batch and
+        batches with a gradient hook never fold.
+    """
+
+    def __init__(self, trainer: Any, callbacks: Any, *, enabled: bool = True) -> None:
+        from ..training.stopping import GradNormThreshold
+
+        self.enabled = enabled
+        self.trainer = trainer
+        opt = trainer.optimizer
+        self.holds_model = enabled and {id(p) for p in opt.params} == {id(p) for p in trainer.params}
+        self.norm_in_step = self.holds_model and trainer.clip_norm is None and not trainer.record_layers
+        self.may_fold = (self.norm_in_step and not callbacks.handles("on_after_backward")
+                         and not any(isinstance(cb, GradNormThreshold) for cb in callbacks))
+
+    @contextmanager
+    def batches(self) -> Iterator[None]:
+        """The block the batches run in: the data's input gradient skipped, the data and targets not tested
+        again (``fit`` tested them once, see :func:`deltanet.training.data.prepare_data`)."""
+        if not self.enabled:
+            yield
+            return
+        t = self.trainer
+        with ExitStack() as stack:
+            stack.enter_context(without_input_gradient(t.model))
+            stack.enter_context(input_prechecked(t.model))
+            stack.enter_context(targets_prechecked(t.loss))
+            yield
+
+    def zero_grad(self) -> None:
+        """Zero the gradients (through the optimizer's flat parameter list when it holds the model's)."""
+        if self.holds_model:
+            self.trainer.optimizer.zero_grad()
+        else:
+            self.trainer.model.zero_grad()
+
+    def fold(self, batch: int, n_batches: int) -> bool:
+        """Arm folding for this batch's backward pass if allowed (see :attr:`may_fold`); True if armed."""
+        return (self.may_fold and batch < n_batches and self.trainer.gradient_hook is None
+                and self.trainer.optimizer.fold_gradients())
+
+
+__all__ = ["FastPath", "input_prechecked", "overriding", "targets_prechecked", "without_input_gradient"]

@@ -1,0 +1,102 @@
+"""What a trainer is built from: its optimizer and schedule from names or instances, and its batch count."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import backend
+from ..optim import OPTIMIZERS, SGD, Optimizer, get_optimizer, get_schedule
+from ..optim.schedules import Schedule
+from ..parameter import Parameter
+
+
+def make_optimizer(optimizer: Any, params: list[Parameter], lr: float | None, kwargs: dict[str, Any] | None,
+                   l2: float) -> Optimizer:
+    """The trainer's optimizer: a name built over ``params`` with ``lr``, ``l2`` (as weight decay) and
+    ``kwargs``, or an instance built by the caller (which must hold all of ``params``)."""
+    if isinstance(optimizer, Optimizer):
+        if lr is not None or kwargs:
+            raise ValueError("Trainer: lr / optimizer_kwargs are for a named optimizer; set them on the optimizer instance")
+        own = {id(p) for p in optimizer.params}
+        if any(id(p) not in own for p in params):
+            raise ValueError("Trainer: the optimizer instance does not hold all of model.parameters(); "
+                             "build it with Optimizer(model.parameters(), ...)")
+        wd = float(getattr(optimizer, "weight_decay", 0.0))
+        if l2 and wd != l2:
+            raise ValueError(f"Trainer: l2={l2} conflicts with the optimizer's weight_decay={wd}; "
+                             "set weight_decay on the optimizer instance, or pass the optimizer by name")
+        return optimizer
+    if not isinstance(optimizer, str):
+        raise TypeError(f"optimizer must be a name ({', '.join(OPTIMIZERS)}) or an Optimizer, got {type(optimizer).__name__}")
+    hyper = dict(kwargs or {})
+    if lr is not None:
+        hyper["lr"] = lr
+    if l2:
+        if "weight_decay" in hyper and hyper["weight_decay"] != l2:
+            raise ValueError("Trainer: pass the L2 penalty as l2= or as optimizer_kwargs['weight_decay'], not both")
+        hyper["weight_decay"] = l2
+    return get_optimizer(optimizer, params, **hyper)
+
+
+def make_schedule(schedule: Any, optimizer: Optimizer) -> Schedule | None:
+    """A schedule instance over ``optimizer`` (None, a Schedule, or a callable ``optimizer -> Schedule``)."""
+    if schedule is None or isinstance(schedule, Schedule):
+        if schedule is not None and schedule.optimizer is not optimizer:
+            raise ValueError("Trainer: the schedule drives another optimizer; build it over trainer.optimizer "
+                             "or pass a callable optimizer -> Schedule")
+        return schedule
+    if callable(schedule):
+        built = schedule(optimizer)
+        if not isinstance(built, Schedule):
+            raise TypeError(f"the schedule callable must return a Schedule, got {type(built).__name__}")
+        return built
+    raise TypeError(f"schedule must be None, a name, a Schedule or a callable, got {type(schedule).__name__}")
+
+
+def check_schedule_spec(name: str, kwargs: dict[str, Any], epochs: int, lr: float) -> None:
+    """Refuse a bad schedule name or arguments at construction rather than at the first ``fit``: build the
+    schedule once over a throw-away optimizer."""
+    kw = dict(kwargs)
+    kw.setdefault("epochs", epochs)
+    if kw.get("per_batch"):
+        kw.setdefault("steps_per_epoch", 1)
+    probe = SGD([Parameter(backend.xp.zeros(1))], lr=lr, fused=False)
+    try:
+        get_schedule(name, probe, **kw)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"Trainer: schedule={name!r}"
+                        f"{f' with schedule_kwargs={kwargs!r}' if kwargs else ''}: {exc}") from exc
+
+
+def build_named_schedule(spec: tuple[str, dict[str, Any]], optimizer: Optimizer, epochs: int,
+                         steps_per_epoch: int) -> Schedule:
+    """The schedule a name stands for, with ``epochs`` (and ``steps_per_epoch`` per batch) filled in."""
+    name, kw = spec
+    kw = dict(kw)
+    kw.setdefault("epochs", epochs)
+    if kw.get("per_batch"):
+        kw.setdefault("steps_per_epoch", steps_per_epoch)
+    return get_schedule(name, optimizer, **kw)
+
+
+def check_batch_norm_batch(batch_size: int, batch_norm: bool) -> None:
+    if batch_norm and batch_size < 2:
+        raise ValueError(f"Trainer: batch_size={batch_size} cannot train a model with BatchNorm: the batch statistics "
+                         "of one row are undefined (its variance is 0); use batch_size >= 2, or remove the BatchNorm")
+
+
+def batch_count(n: int, batch_size: int, batch_norm: bool) -> int:
+    """Batches of an epoch over ``n`` rows: ceil(n / B), one less when a last batch of one row is merged into
+    the one before (a model with BatchNorm; see the Trainer's Notes)."""
+    check_batch_norm_batch(batch_size, batch_norm)
+    if batch_norm:
+        if n < 2:
+            raise ValueError(f"Trainer: a model with BatchNorm needs at least 2 training rows to estimate batch "
+                             f"statistics, got {n}")
+        if n % batch_size == 1:
+            return n // batch_size
+    return -(-n // batch_size)
+
+
+__all__ = ["batch_count", "build_named_schedule", "check_batch_norm_batch", "check_schedule_spec", "make_optimizer",
+           "make_schedule"]
