@@ -12,7 +12,7 @@ from conftest import checkpoint_roundtrip
 from deltanet.optim import OPTIMIZERS, SGD, Adam, AdamW, RMSprop, get_optimizer
 
 # every test here runs with the compiled optimizer kernels and with the NumPy reference rules
-pytestmark = pytest.mark.usefixtures("both_kernel_paths")
+pytestmark = pytest.mark.usefixtures("every_path")
 
 W0 = np.array([1.0, -2.0])
 GRADS = [np.array([0.5, -1.0]), np.array([-0.25, 2.0]), np.array([1.5, 0.125]), np.array([-0.75, -0.5])]

@@ -16,7 +16,7 @@ import deltanet as dn
 from deltanet.training import Callback, EarlyStopping, validation_split
 
 # every test here runs with the compiled optimizer kernels and with the NumPy reference rules
-pytestmark = pytest.mark.usefixtures("both_kernel_paths")
+pytestmark = pytest.mark.usefixtures("every_path")
 
 
 def spiral(n_per_class: int = 100, classes: int = 3, noise: float = 0.15, seed: int = 0):
