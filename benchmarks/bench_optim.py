@@ -9,7 +9,7 @@ Run from the repository root::
 
 "before" is ``fused=False`` (one update per parameter, the original path),
 "after" is the default ``fused=True`` (one update per dtype over flat buffers,
-in chunks of ``Optimizer.chunk_bytes``). Both run in this one process and
+in chunks of ``FusedStep.chunk_bytes``, deltanet.accel.fused). Both run in this one process and
 alternate within every repeat (the order rotates from repeat to repeat), so a
 slow spell of a shared machine hits all of them; each repeat runs one untimed
 step (caches warm again, as in training) and times ``--steps`` steps one by
@@ -100,8 +100,8 @@ def optimizer_variants(sizes: tuple[int, ...], steps: int, chunks: bool) -> dict
         if chunks:
             for chunk in CHUNK_SIZES:
                 opt = cls(make_params(sizes), **hyper)
-                opt.chunk_bytes = chunk
-                opt._regroup()                              # re-chunk with this size (same buffers)
+                opt._engine.chunk_bytes = chunk
+                opt._engine.regroup()                       # re-chunk with this size (same buffers)
                 variants[f"{label}|chunk {chunk}"] = block(opt.step, steps)
     for fused in (False, True):
         ps = make_params(sizes)
