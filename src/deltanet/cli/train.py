@@ -178,7 +178,13 @@ def _weights_epoch(trainer: Any, history: Any) -> tuple[int, str]:
 
 
 def _swap_into_place(new: Path, final: Path) -> None:
-    """Replace the directory ``final`` by ``new``: rename the old one aside, the new one in, delete the old."""
+    """Replace the directory ``final`` by ``new``: rename the old one aside, the new one in, delete the old.
+
+    The files in ``new`` were each written with :func:`deltanet.io.atomic_write`
+    (fsynced); the renames are made durable here by fsyncing the parent folder.
+    """
+    from ..io import _fsync_directory
+
     old = final.with_name(f".{final.name}.old-{os.getpid()}")
     os.replace(final, old)
     try:
@@ -186,6 +192,7 @@ def _swap_into_place(new: Path, final: Path) -> None:
     except OSError:
         os.replace(old, final)
         raise
+    _fsync_directory(final.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
