@@ -274,6 +274,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"deltanet: error: training diverged: {exc}; {_divergence_advice(config)} (run directory {final_dir} "
                   "holds the configuration only)", file=sys.stderr)
             return EXIT_DIVERGED
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # a checkpoint could not be written (disk full): the previous one is intact
+            return _write_failed(run_dir, final_dir, replace_old, exc)
         finally:
             if in_main:
                 signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
