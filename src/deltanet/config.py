@@ -65,6 +65,7 @@ from typing import Any
 
 from .init import ALIASES as _INIT_ALIASES
 from .init import INITIALIZERS as _INITIALIZERS
+from .io import atomic_write
 from .losses import LOSSES
 from .modules.base import _REGISTRY, Module, registered_types
 
@@ -524,15 +525,11 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 def save_config(config: RunConfig, path: str | Path) -> Path:
-    """Write ``config`` as TOML (atomically: a temporary file, then a rename)."""
+    """Write ``config`` as TOML (atomically: :func:`deltanet.io.atomic_write`)."""
     p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    try:
-        tmp.write_text(dumps_toml(config.to_dict()), encoding="utf-8")
-        tmp.replace(p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    text = dumps_toml(config.to_dict())
+    with atomic_write(p, "w", encoding="utf-8") as f:
+        f.write(text)
     return p
 
 

@@ -61,13 +61,26 @@ MAX_HEADER_BYTES = 100_000_000
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb", **open_kwargs: Any) -> Iterator[IO[Any]]:
-    """Open a temporary file beside ``path``; on success fsync it and rename it onto ``path``.
+    """Open a temporary file beside ``path``; on success fsync it, rename it onto ``path`` and fsync the folder.
+
+    Every file deltanet writes goes through here (model files, checkpoints,
+    histories, reports, run configurations, predictions, downloads). ``mode``
+    and ``open_kwargs`` are those of :func:`open` for a new file: ``"wb"``
+    (bytes, the default; any writer of a binary file object, such as
+    ``numpy.savez(f, ...)``, runs inside the block) or ``"w"`` with
+    ``encoding=`` / ``newline=`` for text.
 
     If the block raises (or the process dies), ``path`` keeps its old content
-    and the temporary file is removed: a reader never sees a half-written file.
+    and the temporary file is removed (after ``kill -9`` it may stay, under a
+    hidden ``.<name>.<random>.tmp`` name): a reader never sees a half-written
+    file. The new file gets the permission bits a plain ``open(path, "w")``
+    would leave: those of the file it replaces, or ``0o666`` less the umask.
+    An ``OSError`` names ``path``, not the temporary file.
 
     >>> with atomic_write("model.safetensors") as f:   # doctest: +SKIP
     ...     f.write(data)
+    >>> with atomic_write("history.csv", "w", encoding="utf-8") as f:   # doctest: +SKIP
+    ...     f.write(text)
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
@@ -81,7 +94,15 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb", **open_kwargs: 
     except OSError as exc:
         raise _write_error(path, exc) from exc
     try:
-        with os.fdopen(fd, mode, **open_kwargs) as f:
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(tmp, os.stat(path).st_mode & 0o7777)  # an existing file keeps its permission bits
+            f = os.fdopen(fd, mode, **open_kwargs)
+        except BaseException:
+            with contextlib.suppress(OSError):  # fdopen may have closed it already
+                os.close(fd)
+            raise
+        with f:
             yield f
             f.flush()
             os.fsync(f.fileno())

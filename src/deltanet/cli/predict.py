@@ -14,6 +14,7 @@ import numpy
 
 from ..config import DataConfig
 from ..inference import predict
+from ..io import atomic_write
 from ._common import fail, info, looks_like_path
 from ._pipeline import (
     _strip_prefix,
@@ -352,11 +353,10 @@ def run_predict(args: argparse.Namespace) -> int:
         if target.is_dir():
             fail(f"--output {target} is a directory; give a file name")
         try:
-            tmp = target.with_name(f".{target.name}.tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(target)
+            with atomic_write(target, "w", encoding="utf-8") as f:
+                f.write(text)
         except OSError as exc:
-            fail(f"cannot write {target}: {exc.strerror or exc}")
+            fail(str(exc))  # "cannot write <target>: <reason>"
         info(args, f"wrote {len(out)} predictions for {what} to {target}")
     else:
         sys.stdout.write(text)

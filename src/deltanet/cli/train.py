@@ -178,7 +178,13 @@ def _weights_epoch(trainer: Any, history: Any) -> tuple[int, str]:
 
 
 def _swap_into_place(new: Path, final: Path) -> None:
-    """Replace the directory ``final`` by ``new``: rename the old one aside, the new one in, delete the old."""
+    """Replace the directory ``final`` by ``new``: rename the old one aside, the new one in, delete the old.
+
+    The files in ``new`` were each written with :func:`deltanet.io.atomic_write`
+    (fsynced); the renames are made durable here by fsyncing the parent folder.
+    """
+    from ..io import _fsync_directory
+
     old = final.with_name(f".{final.name}.old-{os.getpid()}")
     os.replace(final, old)
     try:
@@ -186,6 +192,7 @@ def _swap_into_place(new: Path, final: Path) -> None:
     except OSError:
         os.replace(old, final)
         raise
+    _fsync_directory(final.parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -267,6 +274,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"deltanet: error: training diverged: {exc}; {_divergence_advice(config)} (run directory {final_dir} "
                   "holds the configuration only)", file=sys.stderr)
             return EXIT_DIVERGED
+        except BrokenPipeError:
+            raise
+        except OSError as exc:  # a checkpoint could not be written (disk full): the previous one is intact
+            return _write_failed(run_dir, final_dir, replace_old, exc)
         finally:
             if in_main:
                 signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -188,6 +188,6 @@ def _cell(v: Any) -> str:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    """Write ``text`` (UTF-8, newlines as given) to ``path`` atomically (:func:`deltanet.io.atomic_write`)."""
     with atomic_write(path, "w", encoding="utf-8", newline="") as f:
         f.write(text)
