@@ -94,8 +94,9 @@ def ones(n: int, dtype: Any) -> Any:
     """A read-only vector of ``n`` ones of ``dtype`` (a view into one cached vector per dtype).
 
     For sums over the batch axis as matrix-vector products, ``1^T A``: the BLAS
-    sums the columns of a ``(batch, features)`` array 1.5-6x faster than
-    ``A.sum(axis=0)`` for the shapes of a network's layers.
+    sums the columns of a ``(batch, features)`` array faster than
+    ``A.sum(axis=0)`` for the shapes of a network's layers
+    (benchmarks/results/measurements.md).
     """
     key = (xp, dtype)                                 # the dtype as given (an array's, usually): no conversion per call
     vec = _ONES.get(key)

@@ -84,8 +84,8 @@ def _flush_subnormal(e: Any) -> None:
     """Set the entries of the non-negative array ``e`` below ``finfo(dtype).tiny`` to 0, in place.
 
     A confident network's softmax gives the wrong classes probabilities like exp(-100), subnormal in float32;
-    the backward matrix products then run tens of times slower on them (the input gradient of a trained
-    784-1024-1024-10's last layer took 41% of an epoch). The change is below float resolution (< 1.2e-38 in
+    the backward matrix products then run tens of times slower on them (benchmarks/results/measurements.md).
+    The change is below float resolution (< 1.2e-38 in
     float32), what flush-to-zero hardware does.
     """
     e[e < backend.xp.finfo(e.dtype).tiny] = 0
@@ -160,8 +160,8 @@ class SoftmaxCrossEntropy(Loss):
         """Loss and gradient for logits ``z`` of shape ``(n, C)`` and valid labels of shape ``(n,)``.
 
         Works in ``z``'s own memory order: the column-major logits of a Linear's
-        small batch are summed along rows 1.3-2.7x faster than row-major ones
-        (a row of 10 classes is mostly per-row overhead); the label logits are
+        small batch are summed along rows faster than row-major ones (a row of
+        10 classes is mostly per-row overhead); the label logits are
         picked by their index in memory, ``b C + label_b`` (row-major) or
         ``label_b n + b`` (column-major).
         """

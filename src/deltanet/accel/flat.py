@@ -2,8 +2,8 @@
 
 Why: an optimizer step over a network's parameters one by one costs a few
 NumPy calls per parameter and per state array; over one flat buffer per dtype
-it is a few whole-array passes (or one compiled kernel), 1.3x-2x faster for a
-0.5M-parameter MLP (``benchmarks/results``, ``bench_optim.py``).
+it is a few whole-array passes (or one compiled kernel), measured faster for
+every network of the benchmarks (``benchmarks/results/measurements.md``).
 
 A fused optimizer (the default, ``fused=True``) updates all parameters of one
 dtype with a few whole-array operations on two flat buffers instead of a few

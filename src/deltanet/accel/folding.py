@@ -4,9 +4,8 @@ Why: SGD with momentum keeps ``b <- mu b + g``. Formed the usual way, the
 gradient ``g`` of each weight is written by its matrix product, then read again
 by the step. Folded, the product itself computes ``b <- delta^T h + mu b``
 (:func:`deltanet.accel.blas.gemm`, one BLAS call) and the step is one
-multi-threaded axpy ``W <- W - alpha b``: measured 0.72-0.90x the epoch time of
-the unfolded step with the compiled kernel for a 784-512-256-10 network at
-batch 32-128 (the unfolded step 0.44-0.52 ms, the folded one 0.20 ms at batch 32).
+multi-threaded axpy ``W <- W - alpha b``: one write and one read of every
+gradient fewer per step (measured: ``benchmarks/results/measurements.md``).
 
 How: :func:`arm` attaches a :class:`FoldSink` to every parameter
 (:attr:`deltanet.Parameter.sink`, the math path's one hook for this), each

@@ -4,9 +4,7 @@ Why: per parameter, a rule costs a few NumPy calls per state array; over the
 flat buffers (:mod:`deltanet.accel.flat`) of all parameters of a dtype it is a
 few whole-array passes, run chunk by chunk so each chunk stays in the L2 cache
 for all of them, or one parallel pass of the rule's compiled kernel
-(:mod:`deltanet.accel.kernels.optim`). Measured: 1.3x-2x faster steps for a
-0.5M-parameter MLP (``benchmarks/bench_optim.py``); Adam over 1.9M float32
-parameters 4.0 ms -> 0.7-1.2 ms a step with the kernel (``benchmarks/results``).
+(:mod:`deltanet.accel.kernels.optim`); measured in ``benchmarks/results/measurements.md``.
 
 :class:`FusedStep` is what an optimizer built with ``fused=True`` delegates its
 step to; the optimizer keeps the rule, the hyper-parameters and the
@@ -26,12 +24,11 @@ if TYPE_CHECKING:
     from ..optim.base import Optimizer
 
 
-#: Chunks of this many bytes per array (128 KiB = 32,768 float32: with a 2 MiB L2 cache the fastest of
-#: 32 KiB to 1 MiB and whole buffers, ``benchmarks/bench_optim.py --chunks``); NumPy only (a GPU takes whole buffers).
+#: Chunks of this many bytes per array (128 KiB = 32,768 float32: the fastest size measured with a 2 MiB L2 cache,
+#: benchmarks/results/measurements.md); NumPy only (a GPU takes whole buffers).
 CHUNK_BYTES = 1 << 17
 #: The compiled kernel runs only for at least this many parameter elements: below it, importing Numba and a
-#: parallel launch per step cost more than the NumPy passes save (the default job, 50,826 parameters: 5.7 s
-#: with the kernel, 4.9 s without; 784-1024-1024-10: Adam's step 4.0 ms -> 0.7-1.2 ms).
+#: parallel launch per step cost more than the NumPy passes save (benchmarks/results/measurements.md).
 KERNEL_MIN_SIZE = 1 << 16
 
 

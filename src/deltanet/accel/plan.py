@@ -2,11 +2,11 @@
 
 Why: the course's loop forms every gradient, measures its norm in a pass of its
 own, computes dL/dx for the data, and tests every batch for NaN and label
-range. Where nothing reads those results, skipping them is free speed
-(784-512-256-10 at batch 128: the first layer's input gradient is a product as
-large as its forward; the separate norm pass and the per-batch data tests are
-one read of the batch or the gradients each; folding SGD's momentum, see
-:mod:`deltanet.accel.folding`, 0.72-0.90x the epoch time). Each decision below
+range. Where nothing reads those results, skipping them is free speed (the
+first layer's input gradient is a product as large as its forward; the
+separate norm pass and the per-batch data tests are one read of the batch or
+the gradients each; folding SGD's momentum, :mod:`deltanet.accel.folding`, is
+measured in ``benchmarks/results/measurements.md``). Each decision below
 names what would read the skipped result and keeps it whenever something does.
 
 The math side exposes plain attributes for this (``Linear.input_grad``,

@@ -55,10 +55,9 @@ class Linear(Module):
     transpose of a contiguous ``(features, batch)`` array. Values and shapes
     are those of the formulas above; only the order of the numbers in memory
     differs (every NumPy operation accepts either). With OpenBLAS this makes
-    the products of a 784-512-256-10 network about 1.4-1.5x faster at batch
-    32 and 1.1-1.2x at batch 128 (``benchmarks/bench_train.py``, the
-    ``floor-F`` column); from about 512 rows on the row-major orientation is
-    as fast or faster (10-18% at 1,024 rows), so batches of
+    the products of a 784-512-256-10 network faster at small batches; from
+    about 512 rows on the row-major orientation is as fast or faster
+    (measured: ``benchmarks/results/measurements.md``), so batches of
     :attr:`column_major_below` rows or more, and input with more axes,
     ``(batch, ..., in_features)``, get row-major results.
     """

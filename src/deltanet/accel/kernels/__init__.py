@@ -2,10 +2,9 @@
 
 Why: the matrix products of a training step run on every core at the speed of
 the BLAS, but each elementwise NumPy operation is one more single-threaded pass
-over memory. Adam over the 1.9M float32 parameters of a 784-1024-1024-10 MLP
-makes 7-9 such passes (4.0 ms a step here, and 8-10 ms inside training, where
-the products have just evicted the caches); one parallel pass that reads ``w, g,
-m, v`` and writes ``w, m, v`` takes 1.7 ms (``benchmarks/bench_kernels.py``).
+over memory. Adam makes 7-9 such passes per step; one parallel pass that
+reads ``w, g, m, v`` and writes ``w, m, v`` takes a fraction of their time
+(measured: ``benchmarks/results/measurements.md``).
 
 Each kernel module keeps the compiled loop beside the NumPy reference it must
 equal (``deltanet.optim.rules`` for the optimizers), and the tests compare the

@@ -14,10 +14,9 @@ than ``finfo(dtype).tiny``, 1.2e-38 in float32), and Adam leaves out the terms
 ``lambda W`` and ``(1 - beta2) g^2`` where they would be subnormal, what
 flush-to-zero hardware does. Without it, the weights of inputs that are always
 0 (an image's border pixels) and their moment averages decay into subnormal
-numbers, each step computes with more of them, and a CPU does so tens of times
-slower: Adam's step on a trained 784-1024-1024-10 MLP took 9.6 ms (8.8 ms with
-the stores flushed alone, 3.8 ms with the terms left out too, 2.6 ms with the
-weights of the next paragraph at 0 as well; a fresh network's 2.3-2.8 ms). (The reference path flushes every 64 steps,
+numbers, each step computes with more of them, and a CPU does so several
+times slower (measured: ``benchmarks/results/measurements.md``, "Subnormal
+numbers"). (The reference path flushes every 64 steps,
 :meth:`deltanet.optim.Optimizer._flush_subnormals`, which the kernel path skips.)
 
 Weights go further: one smaller in magnitude than ``tiny / eps`` (9.9e-32 in
@@ -26,8 +25,7 @@ pre-activation by anything float arithmetic can represent next to the other
 terms, but the backward products multiply it by small error signals into
 subnormal numbers: a trained MNIST network has 230,000 of them (the weights of
 border pixels and of dead units, shrunk by the L2 term), and its epochs ran at
-2.3x the time of a fresh network's (3.2 s against 1.3 s on 12,800 rows); with
-them at 0, 1.2 s.
+twice the time of a fresh network's; with them at 0, at a fresh network's time.
 
 Importing this module imports Numba; :mod:`deltanet.accel.kernels` does it
 only when a kernel is first needed.
@@ -49,8 +47,8 @@ from ...optim import rules
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     # Numba's own work queue, not OpenMP: OpenMP's threads spin after a kernel and slow the BLAS threads of the
-    # next matrix product (a 784-1024-1024-10 step of products + Adam: 18.2 ms with OpenMP, 11.1 ms with the work
-    # queue, 9.7 ms for the two apart). The work queue takes one caller at a time: _LOCK serializes the kernels.
+    # next matrix product (benchmarks/results/measurements.md). The work queue takes one caller at a time: _LOCK
+    # serializes the kernels.
     numba.config.THREADING_LAYER = "workqueue"
 _LOCK = threading.Lock()
 _jit = numba.njit(parallel=True, cache=True)
@@ -92,7 +90,7 @@ def _threshold(w: Any, factor: float, root: bool = False) -> Any:
 
 def _norm_squared(grad: Any, measure: bool) -> float:
     """``sum_i grad_i^2`` by one BLAS dot when ``measure``, else 0. Not inside the kernels: a float64 sum in the
-    loop keeps it from being vectorized (Adam over 1.9M float32: 3.3 ms with it, 0.7 ms without)."""
+    loop keeps it from being vectorized (benchmarks/results/measurements.md)."""
     return backend.sum_of_squares(grad) if measure else 0.0
 
 
