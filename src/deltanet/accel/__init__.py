@@ -14,7 +14,7 @@ holds what makes it fast; each module opens with its measured reason:
 - :mod:`~deltanet.accel.kernels`: compiled one-pass kernels (Numba), each tested equal to its NumPy reference.
 
 **The documented hooks** -- the only ways the rest of deltanet reaches this package
-(``tests/test_architecture.py`` checks that nothing imports its submodules):
+(``tests/test_fast_path.py`` checks that nothing imports its submodules):
 
 - :func:`fused_step` (``Optimizer.__init__``), :func:`fast_path` (``Trainer.fit``),
   :func:`predict_chunks` (``deltanet.predict``), :func:`flat_grads` (``grad_norm`` and
