@@ -12,6 +12,17 @@ names what would read the skipped result and keeps it whenever something does.
 The math side exposes plain attributes for this (``Linear.input_grad``,
 ``Module.check_finite_input``, ``Loss.check_targets``), set here for the
 duration of a block and put back on exit by :func:`overriding`.
+
+**In the trainer's history.** What the batches may skip where nothing reads it is
+decided once per ``fit`` by :class:`deltanet.accel.plan.FastPath` (off
+with ``DELTANET_FAST=0``; same results to float rounding): the data's
+input gradient, the per-batch NaN and label tests (``fit`` tests the data
+once), a separate gradient-norm pass, and -- with ``record_layers=False``
+and SGD with momentum -- the gradients themselves in every batch of an
+epoch but the last (folded into the momentum buffer). The epoch's
+``grad_norm`` is then the norm of its last batch's gradient, the one batch
+that forms it; a NaN or infinity from a folded step shows in the next
+batch's loss.
 """
 
 from __future__ import annotations

@@ -1,8 +1,20 @@
-"""What a trainer is built from: its optimizer and schedule from names or instances, and its batch count."""
+"""What a trainer is built from: its optimizer and schedule from names or instances, and its batch count.
+
+**Batch normalization.** The batch statistics of a single row are
+undefined (its variance is 0), so when the model contains a
+:class:`~deltanet.BatchNorm` module no training batch has one row: a last
+batch of one row (``n mod B == 1``, e.g. 129 rows at ``batch_size=64``)
+is merged into the batch before it (that batch has B + 1 rows, so an epoch
+has ``n // B`` batches), ``batch_size=1`` is refused with a ``ValueError``,
+and so is a training set of one row. Without batch normalization the
+batches are exactly as described under ``batch_size``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy
 
 from .. import backend
 from ..optim import OPTIMIZERS, SGD, Optimizer, get_optimizer, get_schedule
@@ -53,6 +65,19 @@ def make_schedule(schedule: Any, optimizer: Optimizer) -> Schedule | None:
     raise TypeError(f"schedule must be None, a name, a Schedule or a callable, got {type(schedule).__name__}")
 
 
+def schedule_or_spec(schedule: Any, kwargs: dict[str, Any] | None, optimizer: Optimizer,
+                     epochs: int) -> tuple[Schedule | None, tuple[str, dict[str, Any]] | None]:
+    """The trainer's ``schedule`` argument: ``(schedule, None)`` for an instance, a callable or None, or
+    ``(None, (name, kwargs))`` for a name, checked now and built at the first ``fit`` (:func:`build_named_schedule`)."""
+    if isinstance(schedule, str):
+        spec = (schedule, dict(kwargs or {}))
+        check_schedule_spec(*spec, epochs, float(optimizer.lr))
+        return None, spec
+    if kwargs:
+        raise ValueError("schedule_kwargs is only used with a schedule name (schedule='cosine', ...)")
+    return make_schedule(schedule, optimizer), None
+
+
 def check_schedule_spec(name: str, kwargs: dict[str, Any], epochs: int, lr: float) -> None:
     """Refuse a bad schedule name or arguments at construction rather than at the first ``fit``: build the
     schedule once over a throw-away optimizer."""
@@ -98,5 +123,19 @@ def batch_count(n: int, batch_size: int, batch_norm: bool) -> int:
     return -(-n // batch_size)
 
 
+def seed_streams(seed: int | None) -> tuple[numpy.random.Generator, numpy.random.SeedSequence, numpy.random.SeedSequence]:
+    """Three independent streams from one seed (None: fresh entropy): the shuffling generator, the seed of the
+    validation split and the seed of the model's dropout generators."""
+    shuffle_seq, split_seed, dropout_seed = numpy.random.SeedSequence(seed).spawn(3)
+    return numpy.random.Generator(numpy.random.PCG64(shuffle_seq)), split_seed, dropout_seed
+
+
+def seed_dropout(model: Any, seed: numpy.random.SeedSequence | None) -> None:
+    """Reseed every generator of ``model`` (its dropout modules') from children of ``seed``; None leaves them."""
+    if seed is not None:
+        gens = model.generators()
+        for gen, child in zip(gens, seed.spawn(len(gens)), strict=True):
+            gen.bit_generator.state = type(gen.bit_generator)(child).state
+
 __all__ = ["batch_count", "build_named_schedule", "check_batch_norm_batch", "check_schedule_spec", "make_optimizer",
-           "make_schedule"]
+           "make_schedule", "schedule_or_spec", "seed_dropout", "seed_streams"]

@@ -14,6 +14,17 @@ The second half is the trainer's side of a checkpoint: the state it saves
 (:func:`trainer_state`), restores (:func:`load_trainer_state`) and rebuilds a
 trainer from (:func:`load_trainer`); :class:`~deltanet.training.Trainer`'s
 ``state_dict``, ``load_state_dict`` and ``load_checkpoint`` delegate here.
+
+**Resuming exactly.** A checkpoint written at the end of a complete epoch
+during ``fit`` (:class:`~deltanet.training.ModelCheckpoint` with
+``complete_epochs_only=True``, or :meth:`Trainer.save_checkpoint` from
+``on_epoch_end`` while :attr:`Trainer.epoch_complete`) records the run's planned
+last epoch. ``Trainer.load_checkpoint(path, model)`` or
+``trainer.resume(path)`` followed by ``fit(X, y, ...)`` without ``epochs=``
+runs the epochs left of that plan, with the same data and validation
+arguments, and ends with the weights and history of the uninterrupted run,
+bit for bit (shuffling, dropout, optimizer moments, schedule and early
+stopping included). ``fit(epochs=k)`` instead runs ``k`` more epochs.
 """
 
 from __future__ import annotations
@@ -151,6 +162,45 @@ def set_rng_state(gen: numpy.random.Generator, state: dict[str, Any]) -> None:
 
 
 # -- the trainer's state -------------------------------------------------------------------------
+def stateful_callbacks(trainer: Trainer) -> dict[str, Any]:
+    """The callbacks whose state a checkpoint keeps, by a stable name."""
+    named: dict[str, Any] = {}
+    if trainer.early_stopping is not None:
+        named["early_stopping"] = trainer.early_stopping
+    for i, cb in enumerate(trainer.callbacks):
+        named[f"callbacks.{i}.{type(cb).__name__}"] = cb
+    return named
+
+
+def epochs_for_call(trainer: Trainer, epochs: int | None) -> int:
+    """The epochs one ``fit`` call runs: ``epochs`` when given; after resuming a checkpoint saved mid-run, the
+    epochs left of that run's plan; else the trainer's ``epochs``. Consumes the resumed plan either way."""
+    if epochs is not None:
+        if isinstance(epochs, bool) or not isinstance(epochs, (int, numpy.integer)) or epochs < 0:
+            raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+        trainer.resume_end_epoch = None
+        return int(epochs)
+    resume_end, trainer.resume_end_epoch = trainer.resume_end_epoch, None
+    if resume_end is not None and resume_end > trainer.epoch:
+        return resume_end - trainer.epoch
+    return trainer.epochs
+
+
+def trainer_config(trainer: Trainer) -> dict[str, Any]:
+    """The constructor arguments that rebuild ``trainer`` (JSON-ready; the optimizer is in the state)."""
+    from .stopping import GradNormThreshold, LossThreshold, criterion_threshold
+
+    loss = trainer.loss
+    return {"loss": loss.name if LOSSES.get(loss.name) is type(loss) else type(loss).__name__,
+            "batch_size": trainer.batch_size, "epochs": trainer.epochs, "l2": trainer.l2,
+            "clip_norm": trainer.clip_norm, "seed": trainer.seed,
+            "stop_loss_below": criterion_threshold(trainer.criteria, LossThreshold),
+            "stop_grad_norm_below": criterion_threshold(trainer.criteria, GradNormThreshold),
+            "early_stopping": None if trainer.early_stopping is None else trainer.early_stopping.config(),
+            "task": trainer.task, "record_layers": trainer.record_layers, "shuffle": trainer.shuffle,
+            "eval_batch_size": trainer.eval_batch_size, "on_divergence": trainer.on_divergence}
+
+
 def trainer_state(trainer: Trainer) -> dict[str, Any]:
     """The full training state of ``trainer`` (:meth:`Trainer.state_dict <deltanet.training.Trainer.state_dict>`).
 
@@ -167,13 +217,13 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
     except (TypeError, ValueError, NotImplementedError):
         model_config = None
     callbacks = {}
-    for key, cb in trainer.stateful_callbacks().items():
+    for key, cb in stateful_callbacks(trainer).items():
         st = cb.state_dict()
         if st is not None:
             callbacks[key] = st
     spec = trainer.schedule_spec
     return {
-        "trainer": trainer.config(),
+        "trainer": trainer_config(trainer),
         "model_config": model_config,
         "model": {k: xp.array(v, copy=True) for k, v in trainer.model.state_dict().items()},
         "optimizer": trainer.optimizer.state_dict(),
@@ -213,7 +263,7 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
     trainer.dropout_seeded = bool(rng["seeded"])
     trainer.epoch = int(state["epoch"])
     trainer.history = History.from_dict(state["history"])
-    named = trainer.stateful_callbacks()
+    named = stateful_callbacks(trainer)
     for key, st in state.get("callbacks", {}).items():
         if key in named:
             named[key].load_state_dict(st)

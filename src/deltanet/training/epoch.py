@@ -5,6 +5,12 @@ gradient norm where it was measured, per-parameter gradient norms
 (``record_layers``), and the predictions. For integer class labels each batch's
 predicted classes are kept and compared with the labels once at the end of the
 epoch (one pass instead of one comparison per batch).
+
+With ``record_layers``, the record also holds what a learner watches backprop
+do to each layer: dead (ReLU) and saturated (tanh, sigmoid) unit fractions on a
+fixed sample of training rows, and the last step's update/weight ratio per
+weight matrix (:func:`~deltanet.training.metrics.unit_health`,
+:func:`~deltanet.training.metrics.update_ratios`).
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from typing import Any
 import numpy
 
 from .. import backend
-from .metrics import correct_count
+from ..parameter import Parameter
+from .metrics import correct_count, unit_health, update_ratios
 
 
 class EpochStats:
@@ -27,11 +34,12 @@ class EpochStats:
         The epoch's training targets (all rows).
     perm : array
         The epoch's order of the rows.
-    param_names : list of str or None
-        Parameter names for per-parameter gradient norms (``record_layers``), or None.
+    params : list of Parameter or None
+        The parameters whose gradient norms, and (for weight matrices) update
+        ratios, the record holds (``record_layers``), or None.
     """
 
-    def __init__(self, task: str, y: Any, perm: Any, param_names: list[str] | None) -> None:
+    def __init__(self, task: str, y: Any, perm: Any, params: list[Parameter] | None) -> None:
         self.task, self.y, self.perm = task, y, perm
         classifies = task in ("classification", "multilabel")
         self.preds = (backend.xp.empty(len(perm), dtype=numpy.intp)
@@ -39,8 +47,15 @@ class EpochStats:
         self.counts_correct = self.preds is None and classifies
         self.loss_sum = self.weight_sum = self.correct = self.grad_norm_sum = 0.0
         self.measured = self.batches = self.seen = 0
-        self.param_names = param_names
-        self.layer_sums = None if param_names is None else numpy.zeros(len(param_names))
+        self.param_names = None if params is None else [p.name for p in params]
+        self.layer_sums = None if params is None else numpy.zeros(len(params))
+        self.watched = [p for p in params if p.value.ndim >= 2] if params is not None else []
+        self.before: list[Any] | None = None     # the weights before the epoch's last step
+
+    def keep_weights(self) -> None:
+        """Copy the watched weights before a step: the epoch's last, whose update/weight ratio the record holds."""
+        if self.watched:
+            self.before = [backend.xp.array(p.value, copy=True) for p in self.watched]
 
     def add(self, start: int, loss: float, size: float, out: Any, yb: Any, norm: float | None,
             sq: list[float] | None) -> None:
@@ -61,8 +76,9 @@ class EpochStats:
         if self.layer_sums is not None and sq is not None:
             self.layer_sums += numpy.sqrt(sq)
 
-    def record(self, epoch: int, lr: float) -> dict[str, Any]:
-        """The epoch's history record (validation and timing fields left for the trainer)."""
+    def record(self, epoch: int, lr: float, model: Any = None, monitor_X: Any = None) -> dict[str, Any]:
+        """The epoch's history record (validation and timing fields left for the trainer); with ``model`` and
+        ``monitor_X`` (``record_layers``), the dead and saturated unit fractions on those rows too."""
         correct = self.correct
         if self.preds is not None:
             seen = self.seen
@@ -81,7 +97,14 @@ class EpochStats:
             "grad_norm": self.grad_norm_sum / self.measured if self.measured else None,
             "time": 0.0,
             "layer_grad_norms": layers,
+            **self._layer_health(model, monitor_X),
         }
+
+    def _layer_health(self, model: Any, monitor_X: Any) -> dict[str, dict[str, float]]:
+        units = unit_health(model, monitor_X) if model is not None and monitor_X is not None and len(monitor_X) else {}
+        return {"dead_fraction": {k: v["dead"] for k, v in units.items() if "dead" in v},
+                "saturated_fraction": {k: v["saturated"] for k, v in units.items() if "saturated" in v},
+                "update_ratio": update_ratios(self.watched, self.before) if self.before is not None else {}}
 
 
 __all__ = ["EpochStats"]

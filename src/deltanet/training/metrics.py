@@ -140,3 +140,30 @@ def update_ratios(params: Any, before: Any) -> dict[str, float]:
         step, size = float(xp.linalg.norm(p.value - w0)), float(xp.linalg.norm(w0))
         out[p.name] = step / size if size > 0 else (float("inf") if step > 0 else 0.0)
     return out
+
+
+# -- evaluation ------------------------------------------------------------------------
+def evaluate_prepared(model: Module, loss: Any, task: str, data: Any, batch_size: int) -> dict[str, float]:
+    """Mean loss (eval mode, no L2 term) and, for classification / multilabel, accuracy of ``model`` on already
+    validated data (a :class:`~deltanet.training.data.PreparedData`), ``batch_size`` rows at a time."""
+    from ..inference import predict
+
+    out = predict(model, data.X, batch_size, check_finite=False)
+    w = data.sample_weight
+    weighted_empty = w is not None and not float(w.sum()) > 0
+    result = {"loss": float("nan") if weighted_empty else loss.forward(out, data.y, w)}
+    if task in ("classification", "multilabel"):
+        result["accuracy"] = correct_count(out, data.y, task) / len(data)
+    return result
+
+
+def probabilities(z: Any, task: str) -> Any:
+    """Class probabilities from logits: softmax (classification) or sigmoid per label (multilabel), in place for
+    the latter."""
+    from ..modules.activations import sigmoid, softmax
+
+    if task == "classification":
+        return softmax(z, axis=-1)
+    if task == "multilabel":
+        return sigmoid(z, out=z)
+    raise ValueError(f"predict_proba needs a classification or multilabel task, this trainer's task is {task!r}")

@@ -6,12 +6,22 @@
 - :func:`snapshot` / :func:`restore`: a copy of the weights, buffers, optimizer
   and schedule state at the start of every epoch, put back when a loss, a
   gradient norm or a forward value turns NaN or infinite.
+
+**Divergence.** At the start of every epoch the trainer keeps a copy of the
+weights, buffers, optimizer and schedule state (one copy per epoch). A NaN
+or infinite loss, gradient norm or forward value stops training with a
+message naming the epoch and batch, and puts that copy back.
+
+**Interruption.** Ctrl-C (or SIGTERM) during ``fit`` ends the run after
+the current batch; the interrupted epoch is recorded (over the batches it
+ran), the model keeps its weights, and ``fit`` can be called again.
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import warnings
 from typing import Any
 
 from .. import backend
@@ -96,4 +106,18 @@ def divergence_message(epoch: int, batch: int, n_batches: int, what: str, kept_e
             f"weights from {kept}. Lower the learning rate (lr={lr:g}) or set clip_norm")
 
 
-__all__ = ["SignalGuard", "divergence_message", "restore", "snapshot"]
+def diverged(trainer: Any, what: str, good: dict[str, Any]) -> None:
+    """Stop ``trainer``'s run after ``what`` went non-finite in its current epoch: put the epoch's :func:`snapshot`
+    ``good`` back, count the epoch as not run, and set the stop reason and message (and warn, with
+    ``on_divergence="stop"``; ``"raise"`` raises at the end of ``fit``)."""
+    epoch = trainer.epoch
+    restore(good, trainer.model, trainer.optimizer, trainer.schedule)
+    trainer.epoch = epoch - 1
+    trainer.stop_training = True
+    trainer.stop_reason = "diverged"
+    trainer.stop_message = divergence_message(epoch, trainer.batch, trainer.n_batches, what, trainer.epoch, trainer.lr)
+    if trainer.on_divergence == "stop":
+        warnings.warn(trainer.stop_message, RuntimeWarning, stacklevel=5)
+
+
+__all__ = ["SignalGuard", "diverged", "divergence_message", "restore", "snapshot"]

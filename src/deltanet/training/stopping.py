@@ -209,6 +209,21 @@ def make_early_stopping(spec: Any) -> EarlyStopping | None:
                     f"got {type(spec).__name__}")
 
 
+def make_criteria(stop_loss_below: float | None, stop_grad_norm_below: float | None,
+                  early_stopping: Any) -> tuple[list[Callback], EarlyStopping | None]:
+    """The trainer's convergence criteria in the order they are checked at the end of each epoch -- loss
+    threshold, gradient-norm threshold, early stopping -- and the early stopping among them (or None)."""
+    criteria: list[Callback] = []
+    if stop_loss_below is not None:
+        criteria.append(LossThreshold(stop_loss_below))
+    if stop_grad_norm_below is not None:
+        criteria.append(GradNormThreshold(stop_grad_norm_below))
+    stopping = make_early_stopping(early_stopping)
+    if stopping is not None:
+        criteria.append(stopping)
+    return criteria, stopping
+
+
 def criterion_threshold(criteria: list[Callback], kind: type) -> float | None:
     """The ``threshold`` of the first criterion of exactly type ``kind`` in ``criteria`` (None if there is none)."""
     for c in criteria:

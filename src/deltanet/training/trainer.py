@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -36,8 +35,7 @@ import numpy
 from .. import accel, backend
 from ..errors import NonFiniteError
 from ..inference import predict
-from ..losses import LOSSES, Loss, get_loss
-from ..modules.activations import sigmoid, softmax
+from ..losses import Loss, get_loss
 from ..modules.base import Module
 from ..modules.normalization import BatchNorm
 from ..optim import Optimizer, clip_grad_norm
@@ -51,9 +49,9 @@ from .callbacks import Callback, CallbackList
 from .data import PreparedData, batch_gatherer, prepare_data, prepare_fit_data
 from .epoch import EpochStats
 from .history import History
-from .metrics import MONITOR_ROWS, check_task, correct_count, unit_health, update_ratios
+from .metrics import MONITOR_ROWS, check_task, evaluate_prepared, probabilities
 from .progress import ProgressBar
-from .stopping import GradNormThreshold, LossThreshold, criterion_threshold, make_early_stopping
+from .stopping import make_criteria
 
 GradientHook = Callable[[list[Parameter]], None]
 
@@ -173,45 +171,11 @@ class Trainer:
     clipping, the gradient norm in the history and the divergence check all see
     the combined gradient.
 
-    **The fast path.** What the batches may skip where nothing reads it is
-    decided once per ``fit`` by :class:`deltanet.accel.plan.FastPath` (off
-    with ``DELTANET_FAST=0``; same results to float rounding): the data's
-    input gradient, the per-batch NaN and label tests (``fit`` tests the data
-    once), a separate gradient-norm pass, and -- with ``record_layers=False``
-    and SGD with momentum -- the gradients themselves in every batch of an
-    epoch but the last (folded into the momentum buffer). The epoch's
-    ``grad_norm`` is then the norm of its last batch's gradient, the one batch
-    that forms it; a NaN or infinity from a folded step shows in the next
-    batch's loss.
-
-    **Divergence.** At the start of every epoch the trainer keeps a copy of the
-    weights, buffers, optimizer and schedule state (one copy per epoch). A NaN
-    or infinite loss, gradient norm or forward value stops training with a
-    message naming the epoch and batch, and puts that copy back.
-
-    **Interruption.** Ctrl-C (or SIGTERM) during ``fit`` ends the run after
-    the current batch; the interrupted epoch is recorded (over the batches it
-    ran), the model keeps its weights, and ``fit`` can be called again.
-
-    **Resuming exactly.** A checkpoint written at the end of a complete epoch
-    during ``fit`` (:class:`~deltanet.training.ModelCheckpoint` with
-    ``complete_epochs_only=True``, or :meth:`save_checkpoint` from
-    ``on_epoch_end`` while :attr:`epoch_complete`) records the run's planned
-    last epoch. ``Trainer.load_checkpoint(path, model)`` or
-    ``trainer.resume(path)`` followed by ``fit(X, y, ...)`` without ``epochs=``
-    runs the epochs left of that plan, with the same data and validation
-    arguments, and ends with the weights and history of the uninterrupted run,
-    bit for bit (shuffling, dropout, optimizer moments, schedule and early
-    stopping included). ``fit(epochs=k)`` instead runs ``k`` more epochs.
-
-    **Batch normalization.** The batch statistics of a single row are
-    undefined (its variance is 0), so when the model contains a
-    :class:`~deltanet.BatchNorm` module no training batch has one row: a last
-    batch of one row (``n mod B == 1``, e.g. 129 rows at ``batch_size=64``)
-    is merged into the batch before it (that batch has B + 1 rows, so an epoch
-    has ``n // B`` batches), ``batch_size=1`` is refused with a ``ValueError``,
-    and so is a training set of one row. Without batch normalization the
-    batches are exactly as described under ``batch_size``.
+    **Beside the loop**, each in its own module: what the batches may skip
+    (:mod:`deltanet.accel.plan`; off with ``DELTANET_FAST=0``, same results to
+    float rounding), divergence and interruption (:mod:`.safety`), exact
+    resumption from a checkpoint (:mod:`.checkpoint`), and the batches of a
+    model with batch normalization (:mod:`.builders`).
     """
 
     def __init__(self, model: Module, loss: str | Loss = "cross_entropy", optimizer: str | Optimizer = "adam",
@@ -250,28 +214,13 @@ class Trainer:
         self.gradient_hook = gradient_hook
         self.optimizer = builders.make_optimizer(optimizer, self.params, lr, optimizer_kwargs, self.l2)
         #: A schedule given by name, built at the first ``fit`` (it needs the epoch and batch counts): (name, kwargs).
-        self.schedule_spec: tuple[str, dict[str, Any]] | None = None
-        self.schedule: Schedule | None = None
-        if isinstance(schedule, str):
-            self.schedule_spec = (schedule, dict(schedule_kwargs or {}))
-            builders.check_schedule_spec(*self.schedule_spec, self.epochs, self.lr)
-        elif schedule_kwargs:
-            raise ValueError("schedule_kwargs is only used with a schedule name (schedule='cosine', ...)")
-        else:
-            self.schedule = builders.make_schedule(schedule, self.optimizer)
+        self.schedule_spec: tuple[str, dict[str, Any]] | None
+        self.schedule: Schedule | None
+        self.schedule, self.schedule_spec = builders.schedule_or_spec(schedule, schedule_kwargs, self.optimizer,
+                                                                      self.epochs)
         # the reference's convergence criteria, checked in this order at the end of each epoch
-        self.criteria: list[Callback] = []
-        if stop_loss_below is not None:
-            self.criteria.append(LossThreshold(stop_loss_below))
-        if stop_grad_norm_below is not None:
-            self.criteria.append(GradNormThreshold(stop_grad_norm_below))
-        self.early_stopping = make_early_stopping(early_stopping)
-        if self.early_stopping is not None:
-            self.criteria.append(self.early_stopping)
-        self.callbacks: list[Callback] = list(callbacks)
-        for cb in self.callbacks:
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+        self.criteria, self.early_stopping = make_criteria(stop_loss_below, stop_grad_norm_below, early_stopping)
+        self.callbacks: list[Callback] = CallbackList(callbacks).callbacks       # (checked to be Callbacks)
         self.progress = bool(progress)
         self._progress_bar = ProgressBar() if self.progress else None
 
@@ -288,9 +237,8 @@ class Trainer:
         #: After loading a checkpoint saved mid-run: the epoch that run planned to end at (the next ``fit``'s end).
         self.resume_end_epoch: int | None = None
         self.signals = safety.SignalGuard()
-        seq = numpy.random.SeedSequence(self.seed)
-        shuffle_seq, self.split_seed, self.dropout_seed = seq.spawn(3)
-        self.rng = numpy.random.Generator(numpy.random.PCG64(shuffle_seq))
+        #: The shuffling generator, and the seeds of the validation split and of the model's dropout generators.
+        self.rng, self.split_seed, self.dropout_seed = builders.seed_streams(self.seed)
         #: Whether the model's dropout generators were seeded from ``seed`` (at the first ``fit``).
         self.dropout_seeded = False
 
@@ -326,15 +274,6 @@ class Trainer:
         """Whether the current (during ``on_epoch_end``) or last epoch ran all its batches: a checkpoint saved then
         resumes bit-identically; one of an epoch cut short (Ctrl-C, SIGTERM, a batch callback) does not."""
         return self.n_batches > 0 and self.batch == self.n_batches
-
-    def stateful_callbacks(self) -> dict[str, Callback]:
-        """The callbacks whose state a checkpoint keeps, by a stable name."""
-        named: dict[str, Callback] = {}
-        if self.early_stopping is not None:
-            named["early_stopping"] = self.early_stopping
-        for i, cb in enumerate(self.callbacks):
-            named[f"callbacks.{i}.{type(cb).__name__}"] = cb
-        return named
 
     # -- stopping ---------------------------------------------------------------------
     def request_stop(self, reason: str, message: str | None = None) -> None:
@@ -384,13 +323,14 @@ class Trainer:
                                       split_seed=self.split_seed)
         self._monitor_X = train.X[:MONITOR_ROWS]     # the fixed rows on which dead/saturated units are measured
         self.n_batches = builders.batch_count(len(train), self.batch_size, self.batch_norm)
-        n_epochs = self._epochs_for_call(epochs)
+        n_epochs = ckpt.epochs_for_call(self, epochs)
         self.has_validation = val is not None
         if self.schedule_spec is not None:
             self.schedule = builders.build_named_schedule(self.schedule_spec, self.optimizer, n_epochs, self.n_batches)
             self.schedule_spec = None
         if not self.dropout_seeded:
-            self._seed_dropout()
+            builders.seed_dropout(self.model, self.dropout_seed if self.seed is not None else None)
+            self.dropout_seeded = True
         self.final_epoch = self.planned_end_epoch = self.epoch + n_epochs
         self.stop_training = False
         self.stop_reason = self.stop_message = None
@@ -432,25 +372,6 @@ class Trainer:
         callbacks.on_train_end(self, h)
         self.stop_message = h.stop_message          # a callback may have added to it (early stopping's restore)
 
-    def _epochs_for_call(self, epochs: int | None) -> int:
-        if epochs is not None:
-            if isinstance(epochs, bool) or not isinstance(epochs, (int, numpy.integer)) or epochs < 0:
-                raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-            self.resume_end_epoch = None
-            return int(epochs)
-        resume_end, self.resume_end_epoch = self.resume_end_epoch, None
-        if resume_end is not None and resume_end > self.epoch:
-            return resume_end - self.epoch
-        return self.epochs
-
-    def _seed_dropout(self) -> None:
-        """Reseed the model's dropout generators from the trainer's seed (once, at the first fit)."""
-        if self.seed is not None:
-            gens = self.model.generators()
-            for gen, child in zip(gens, self.dropout_seed.spawn(len(gens)), strict=True):
-                gen.bit_generator.state = type(gen.bit_generator)(child).state
-        self.dropout_seeded = True
-
     def _run_epoch(self, train: PreparedData, val: PreparedData | None, callbacks: CallbackList) -> None:
         start = time.perf_counter()
         good = safety.snapshot(self.model, self.optimizer, self.schedule)
@@ -461,10 +382,8 @@ class Trainer:
         # the permutation comes from the seeded host generator; on a GPU backend it moves to the device once per epoch
         perm = backend.xp.asarray(self.rng.permutation(n) if self.shuffle else numpy.arange(n))
         weighted = train.sample_weight is not None
-        stats = EpochStats(self.task, train.y, perm, [p.name for p in self.params] if self.record_layers else None)
+        stats = EpochStats(self.task, train.y, perm, self.params if self.record_layers else None)
         gather = batch_gatherer(train.X, max(bs, n - last * bs))       # a last batch may hold B + 1 rows (BatchNorm)
-        watched = [p for p in self.params if p.value.ndim >= 2] if self.record_layers else []
-        before: list[Any] | None = None         # the weights before the epoch's last step, for its update/weight ratio
         lr = self.lr
         for b in range(self.n_batches):
             self.batch = b + 1
@@ -473,11 +392,11 @@ class Trainer:
             wb = train.sample_weight[idx] if weighted else None
             callbacks.on_batch_begin(self, self.batch)
             lr = self.lr
-            if watched and b == last:
-                before = [backend.xp.array(p.value, copy=True) for p in watched]
+            if b == last:
+                stats.keep_weights()          # for the last step's update/weight ratio (record_layers)
             step = self._train_step(xb, yb, wb, callbacks)
             if isinstance(step, str):
-                return self._diverged(step, good)
+                return safety.diverged(self, step, good)
             loss, out, norm, sq = step
             stats.add(b * bs, loss, float(wb.sum()) if weighted else len(idx), out, yb, norm, sq)
             callbacks.on_batch_end(self, self.batch, loss)
@@ -485,16 +404,12 @@ class Trainer:
                 self.request_stop("interrupted", self.signals.message(epoch, self.batch, self.n_batches))
             if self.stop_training:
                 break
-        record = stats.record(epoch, lr)
-        units = unit_health(self.model, self._monitor_X) if self.record_layers and len(self._monitor_X) else {}
-        record["dead_fraction"] = {k: v["dead"] for k, v in units.items() if "dead" in v}
-        record["saturated_fraction"] = {k: v["saturated"] for k, v in units.items() if "saturated" in v}
-        record["update_ratio"] = update_ratios(watched, before) if before is not None else {}
+        record = stats.record(epoch, lr, *((self.model, self._monitor_X) if self.record_layers else ()))
         if val is not None:
             try:
-                metrics = self._evaluate(val)
+                metrics = evaluate_prepared(self.model, self.loss, self.task, val, self.eval_batch_size)
             except NonFiniteError as exc:  # the epoch's last step left non-finite weights
-                return self._diverged(f"a NaN or infinite value in the validation pass ({exc})", good)
+                return safety.diverged(self, f"a NaN or infinite value in the validation pass ({exc})", good)
             record["val_loss"] = metrics["loss"]
             record["val_accuracy"] = metrics.get("accuracy")
         if self.schedule is not None:
@@ -557,30 +472,11 @@ class Trainer:
         self.optimizer.step()
         return total, sq
 
-    def _diverged(self, what: str, good: dict[str, Any]) -> None:
-        epoch = self.epoch
-        safety.restore(good, self.model, self.optimizer, self.schedule)
-        self.epoch = epoch - 1
-        self.stop_training = True
-        self.stop_reason = "diverged"
-        self.stop_message = safety.divergence_message(epoch, self.batch, self.n_batches, what, self.epoch, self.lr)
-        if self.on_divergence == "stop":
-            warnings.warn(self.stop_message, RuntimeWarning, stacklevel=5)
-
     # -- evaluation -------------------------------------------------------------------------
-    def _evaluate(self, data: PreparedData) -> dict[str, float]:
-        """Mean loss and accuracy of the model in eval mode on already validated data."""
-        out = predict(self.model, data.X, self.eval_batch_size, check_finite=False)
-        w = data.sample_weight
-        weighted_empty = w is not None and not float(w.sum()) > 0
-        result = {"loss": float("nan") if weighted_empty else self.loss.forward(out, data.y, w)}
-        if self.task in ("classification", "multilabel"):
-            result["accuracy"] = correct_count(out, data.y, self.task) / len(data)
-        return result
-
     def evaluate(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, float]:
         """Mean loss (eval mode, no L2 term) and, for classification / multilabel, accuracy on ``(X, y)``."""
-        return self._evaluate(prepare_data(self.model, X, y, self.task, sample_weight))   # tests X for NaN/inf once
+        data = prepare_data(self.model, X, y, self.task, sample_weight)      # tests X for NaN/inf once
+        return evaluate_prepared(self.model, self.loss, self.task, data, self.eval_batch_size)
 
     def predict(self, X: Any, batch_size: int | None = None) -> Any:
         """The model's outputs (logits for the fused losses) in eval mode, computed ``batch_size`` rows at a time."""
@@ -588,24 +484,12 @@ class Trainer:
 
     def predict_proba(self, X: Any, batch_size: int | None = None) -> Any:
         """Class probabilities: softmax of the logits (classification) or sigmoid per label (multilabel)."""
-        z = self.predict(X, batch_size)
-        if self.task == "classification":
-            return softmax(z, axis=-1)
-        if self.task == "multilabel":
-            return sigmoid(z, out=z)
-        raise ValueError(f"predict_proba needs a classification or multilabel task, this trainer's task is {self.task!r}")
+        return probabilities(self.predict(X, batch_size), self.task)
 
     # -- state and checkpoints ----------------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """The constructor arguments that rebuild this trainer (JSON-ready; the optimizer is in the state)."""
-        loss_name = self.loss.name if LOSSES.get(self.loss.name) is type(self.loss) else type(self.loss).__name__
-        return {"loss": loss_name, "batch_size": self.batch_size, "epochs": self.epochs, "l2": self.l2,
-                "clip_norm": self.clip_norm, "seed": self.seed,
-                "stop_loss_below": criterion_threshold(self.criteria, LossThreshold),
-                "stop_grad_norm_below": criterion_threshold(self.criteria, GradNormThreshold),
-                "early_stopping": None if self.early_stopping is None else self.early_stopping.config(),
-                "task": self.task, "record_layers": self.record_layers, "shuffle": self.shuffle,
-                "eval_batch_size": self.eval_batch_size, "on_divergence": self.on_divergence}
+        return ckpt.trainer_config(self)
 
     def state_dict(self) -> dict[str, Any]:
         """The full training state: everything a resumed run needs to continue bit for bit.
