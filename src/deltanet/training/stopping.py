@@ -224,6 +224,23 @@ def make_criteria(stop_loss_below: float | None, stop_grad_norm_below: float | N
     return criteria, stopping
 
 
+def finish_fit(trainer: Any, callbacks: Any, n_epochs: int) -> None:
+    """The end of a ``fit`` call: its stop reason and message (the first request wins; none: the epoch limit of
+    ``n_epochs``), the history's best epoch, then ``on_train_end`` (which may add to the message)."""
+    if not trainer.stop_training:
+        trainer.stop_reason = "max_epochs"
+        trainer.stop_message = f"reached the maximum of {n_epochs} epoch{'s' if n_epochs != 1 else ''} (epoch {trainer.epoch})"
+    elif trainer.stop_reason is None:
+        trainer.stop_reason = "callback"
+    if trainer.stop_message is None:
+        trainer.stop_message = f"stopped by a callback at epoch {trainer.epoch}"
+    h = trainer.history
+    h.stop_reason, h.stop_message = trainer.stop_reason, trainer.stop_message
+    h.best_epoch = h.best("val_loss") if trainer.has_validation else h.best("train_loss")
+    callbacks.on_train_end(trainer, h)
+    trainer.stop_message = h.stop_message          # a callback may have added to it (early stopping's restore)
+
+
 def criterion_threshold(criteria: list[Callback], kind: type) -> float | None:
     """The ``threshold`` of the first criterion of exactly type ``kind`` in ``criteria`` (None if there is none)."""
     for c in criteria:

@@ -51,7 +51,7 @@ from .epoch import EpochStats
 from .history import History
 from .metrics import MONITOR_ROWS, check_task, evaluate_prepared, probabilities
 from .progress import ProgressBar
-from .stopping import make_criteria
+from .stopping import finish_fit, make_criteria
 
 GradientHook = Callable[[list[Parameter]], None]
 
@@ -349,7 +349,7 @@ class Trainer:
             with numpy.errstate(over="ignore", invalid="ignore"), self._plan.batches():
                 while self.epoch < self.final_epoch and not self.stop_training:
                     self._run_epoch(train, val, callbacks)
-            self._finish(callbacks, n_epochs)
+            finish_fit(self, callbacks, n_epochs)
         finally:
             self.in_fit = False
             self.planned_end_epoch = None
@@ -357,20 +357,6 @@ class Trainer:
         if self.stop_reason == "diverged" and self.on_divergence == "raise":
             raise NonFiniteError(self.stop_message)
         return self.history
-
-    def _finish(self, callbacks: CallbackList, n_epochs: int) -> None:
-        if not self.stop_training:
-            self.stop_reason = "max_epochs"
-            self.stop_message = f"reached the maximum of {n_epochs} epoch{'s' if n_epochs != 1 else ''} (epoch {self.epoch})"
-        elif self.stop_reason is None:
-            self.stop_reason = "callback"
-        if self.stop_message is None:
-            self.stop_message = f"stopped by a callback at epoch {self.epoch}"
-        h = self.history
-        h.stop_reason, h.stop_message = self.stop_reason, self.stop_message
-        h.best_epoch = h.best("val_loss") if self.has_validation else h.best("train_loss")
-        callbacks.on_train_end(self, h)
-        self.stop_message = h.stop_message          # a callback may have added to it (early stopping's restore)
 
     def _run_epoch(self, train: PreparedData, val: PreparedData | None, callbacks: CallbackList) -> None:
         start = time.perf_counter()
