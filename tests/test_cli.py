@@ -331,7 +331,7 @@ def test_user_mistakes_exit_2_with_one_line(argv, fragment, files, capsys, monke
 
 
 def test_divergence_is_reported_in_one_line_without_a_traceback(tmp_path, capsys):
-    code, out, err = run(["train", "--data", "spiral", "--n-samples", "100", "--epochs", "3", "--optimizer", "sgd",
+    code, out, err = run(["train", "--data", "spiral", "--n-samples", "100", "--epochs", "8", "--optimizer", "sgd",
                           "--lr", "10", "--out-dir", tmp_path, "--no-report", "--quiet"], capsys)
     assert "Traceback" not in err and "diverged" in out + err
     assert code == 3  # EXIT_DIVERGED

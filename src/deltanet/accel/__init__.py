@@ -18,7 +18,8 @@ holds what makes it fast; each module opens with its measured reason:
 
 - :func:`fused_step` (``Optimizer.__init__``), :func:`fast_path` (``Trainer.fit``),
   :func:`predict_chunks` (``deltanet.predict``), :func:`flat_grads` (``grad_norm`` and
-  ``clip_grad_norm``), and the re-exported :class:`FlatBuffer` / :func:`flatten`;
+  ``clip_grad_norm``), :func:`kernel` (the modules' elementwise passes: ``Dropout``),
+  and the re-exported :class:`FlatBuffer` / :func:`flatten`;
 - on the math side, plain attributes the fast path sets and restores:
   ``Parameter.sink`` (a :class:`~deltanet.parameter.GradientSink`),
   ``Module.check_finite_input``, ``Linear.input_grad``, ``Loss.check_targets``.
@@ -97,5 +98,24 @@ def predict_chunks(model: Any, X: Any, batch_size: int, check_finite: bool) -> A
     return predict(model, X, batch_size, check_finite)
 
 
-__all__ = ["FlatBuffer", "fast_enabled", "fast_path", "flat_grads", "flatten", "fused_step", "predict_chunks",
-           "set_fast_enabled"]
+#: The elementwise kernels a module may ask :func:`kernel` for: name -> (module of deltanet.accel.kernels, function).
+ELEMENTWISE = {"dropout": ("dropout", "dropout")}
+
+
+def kernel(name: str, *arrays: Any) -> Any:
+    """The hook of the modules' elementwise passes: the compiled kernel ``name`` (a key of :data:`ELEMENTWISE`)
+    if it can take ``arrays``, else None -- fast path or kernels off, Numba absent, another array type, dtype or
+    memory layout -- and the caller runs its NumPy reference, which the kernel equals."""
+    from . import kernels
+
+    if not kernels.enabled() or not kernels.takes(*arrays):
+        return None
+    module_name, function = ELEMENTWISE[name]
+    module = kernels.load(module_name)
+    if not all(module.takes(a) for a in arrays):
+        return None
+    return getattr(module, function)
+
+
+__all__ = ["ELEMENTWISE", "FlatBuffer", "fast_enabled", "fast_path", "flat_grads", "flatten", "fused_step", "kernel",
+           "predict_chunks", "set_fast_enabled"]

@@ -57,4 +57,15 @@ def takes(*arrays: Any) -> bool:
             and all(type(a) is numpy.ndarray and a.dtype == first.dtype for a in arrays))
 
 
-__all__ = ["DTYPES", "enabled", "set_enabled", "takes"]
+_LOADED: dict[str, Any] = {}
+
+
+def load(name: str) -> Any:
+    """The kernel module ``deltanet.accel.kernels.<name>`` (imported, with Numba, at its first use)."""
+    module = _LOADED.get(name)
+    if module is None:
+        module = _LOADED[name] = importlib.import_module(f"{__name__}.{name}")
+    return module
+
+
+__all__ = ["DTYPES", "enabled", "load", "set_enabled", "takes"]

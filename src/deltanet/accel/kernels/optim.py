@@ -34,8 +34,6 @@ only when a kernel is first needed.
 from __future__ import annotations
 
 import math
-import os
-import threading
 from typing import Any
 
 import numba
@@ -44,14 +42,9 @@ from numba import prange
 
 from ... import backend
 from ...optim import rules
+from .compiled import LOCK as _LOCK
+from .compiled import parallel as _jit
 
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    # Numba's own work queue, not OpenMP: OpenMP's threads spin after a kernel and slow the BLAS threads of the
-    # next matrix product (benchmarks/results/measurements.md). The work queue takes one caller at a time: _LOCK
-    # serializes the kernels.
-    numba.config.THREADING_LAYER = "workqueue"
-_LOCK = threading.Lock()
-_jit = numba.njit(parallel=True, cache=True)
 _EMPTY: dict[Any, Any] = {}
 
 

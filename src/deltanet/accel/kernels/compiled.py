@@ -1,0 +1,34 @@
+"""How every kernel is compiled and run: Numba's settings in one place.
+
+- ``parallel``: ``numba.njit(parallel=True, cache=True)``; its ``prange`` loops
+  run on every core. Launching one costs more than a small array's whole pass,
+  so each elementwise kernel also has a ``serial`` build of the same code for
+  arrays under :data:`PARALLEL_MIN_SIZE` elements.
+- The threading layer is Numba's own work queue, not OpenMP: OpenMP's threads
+  spin after a kernel and slow the BLAS threads of the next matrix product
+  (``benchmarks/results/measurements.md``). The work queue takes one caller at
+  a time, so :data:`LOCK` serializes the parallel kernels.
+- ``cache=True``: compiled code is kept on disk (next to the package when it is
+  writable, else in the user's cache directory, or in ``NUMBA_CACHE_DIR``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numba
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+#: Serializes calls of the parallel kernels (the work queue takes one caller at a time).
+LOCK = threading.Lock()
+#: Elementwise kernels take their parallel build from this many elements on.
+PARALLEL_MIN_SIZE = 1 << 15
+
+parallel = numba.njit(parallel=True, cache=True)
+serial = numba.njit(cache=True)
+inline = numba.njit(inline="always")
+
+__all__ = ["LOCK", "PARALLEL_MIN_SIZE", "inline", "parallel", "serial"]
