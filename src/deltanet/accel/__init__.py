@@ -18,7 +18,7 @@ holds what makes it fast; each module opens with its measured reason:
 
 - :func:`fused_step` (``Optimizer.__init__``), :func:`fast_path` (``Trainer.fit``),
   :func:`predict_chunks` (``deltanet.predict``), :func:`flat_grads` (``grad_norm`` and
-  ``clip_grad_norm``), :func:`kernel` (the modules' elementwise passes: ``Dropout``),
+  ``clip_grad_norm``), :func:`kernel` (the modules' elementwise passes: ``Dropout``, ``BatchNorm``),
   and the re-exported :class:`FlatBuffer` / :func:`flatten`;
 - on the math side, plain attributes the fast path sets and restores:
   ``Parameter.sink`` (a :class:`~deltanet.parameter.GradientSink`),
@@ -99,7 +99,8 @@ def predict_chunks(model: Any, X: Any, batch_size: int, check_finite: bool) -> A
 
 
 #: The elementwise kernels a module may ask :func:`kernel` for: name -> (module of deltanet.accel.kernels, function).
-ELEMENTWISE = {"dropout": ("dropout", "dropout")}
+ELEMENTWISE = {"dropout": ("dropout", "dropout"), "batch_norm_forward": ("batch_norm", "forward"),
+               "batch_norm_backward": ("batch_norm", "backward")}
 
 
 def kernel(name: str, *arrays: Any) -> Any:

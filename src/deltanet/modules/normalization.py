@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import backend
+from .. import accel, backend
 from ..parameter import Parameter
 from .base import Module
 
@@ -91,31 +91,50 @@ class BatchNorm(Module):
             n = x2.shape[0]
             if n < 2:
                 raise ValueError(f"{self._label()}: training mode needs at least 2 rows per batch to estimate a variance, got {n}")
+            kernel = accel.kernel("batch_norm_forward", x2)
+            if kernel is not None:                  # the same statistics and outputs in one compiled pass
+                y, mu, inv_std, var = kernel(x2, self.gamma.value, self.beta.value, self.eps)
+                self._update_running(mu, var, n)
+                self._cache = (None, inv_std, training, x2, mu)
+                return y.reshape(x.shape)
             mu = x2.mean(axis=0)
             xc = x2 - mu
             var = (xc * xc).mean(axis=0)
             inv_std = 1.0 / xp.sqrt(var + self.eps)
-            m = self.momentum
-            self.running_mean[...] = (1 - m) * self.running_mean + m * mu
-            self.running_var[...] = (1 - m) * self.running_var + m * var * (n / (n - 1))
+            self._update_running(mu, var, n)
             x_hat = xc
             x_hat *= inv_std
         else:
             inv_std = 1.0 / xp.sqrt(self.running_var + self.eps)
             x_hat = (x2 - self.running_mean) * inv_std
         inv_std = inv_std.astype(self.dtype, copy=False)
-        self._cache = (x_hat, inv_std, training)
+        self._cache = (x_hat, inv_std, training, None, None)
         y = x_hat * self.gamma.value
         y += self.beta.value
         return y.reshape(x.shape)
 
+    def _update_running(self, mu: Any, var: Any, n: int) -> None:
+        m = self.momentum
+        self.running_mean[...] = (1 - m) * self.running_mean + m * mu
+        self.running_var[...] = (1 - m) * self.running_var + m * var * (n / (n - 1))
+
     def backward(self, grad_out: Any) -> Any:
         if self._cache is None:
             raise self._missing_forward()
-        x_hat, inv_std, training = self._cache
-        if grad_out.shape[-1] != self.num_features or grad_out.size != x_hat.size:
-            raise ValueError(f"{self._label()}: grad_out has shape {tuple(grad_out.shape)}, expected {x_hat.shape} (batch axes flattened)")
+        x_hat, inv_std, training, x2, mu = self._cache
+        size = x2.size if x_hat is None else x_hat.size
+        if grad_out.shape[-1] != self.num_features or grad_out.size != size:
+            shape = x2.shape if x_hat is None else x_hat.shape
+            raise ValueError(f"{self._label()}: grad_out has shape {tuple(grad_out.shape)}, expected {shape} (batch axes flattened)")
         g = grad_out.reshape(-1, self.num_features)
+        if x_hat is None:                           # the kernel's forward: x_hat is recomputed from x and mu
+            kernel = accel.kernel("batch_norm_backward", g, x2)
+            if kernel is not None:
+                dx, sum_g, sum_g_xhat = kernel(g, x2, self.gamma.value, mu, inv_std)
+                self.gamma.accumulate(sum_g_xhat)
+                self.beta.accumulate(sum_g)
+                return dx.reshape(grad_out.shape)
+            x_hat = (x2 - mu) * inv_std
         sum_g = g.sum(axis=0)
         sum_g_xhat = (g * x_hat).sum(axis=0)
         self.gamma.accumulate(sum_g_xhat)                 # dgamma = sum g x_hat
