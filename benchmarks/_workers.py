@@ -36,9 +36,9 @@ partial when ``batch`` does not divide ``n_samples``.
   same numbers, computed by the BLAS in its faster orientation.
 * ``torch-floor``: the same products with ``torch.mm`` (PyTorch's BLAS).
 * ``deltanet``: the plain calls per batch (gather, ``forward``, loss
-  ``forward``, ``zero_grad`` + ``fold_gradients`` + ``backward``, optimizer
-  ``step``) with :class:`deltanet.optim.SGD`; ``fold_gradients`` has the
-  backward pass add the gradients straight into the momentum buffer.
+  ``forward``, ``zero_grad`` + ``backward``, optimizer ``step``) with
+  :class:`deltanet.optim.SGD`, which after its first step has the backward
+  passes add the gradients straight into its momentum buffer by itself.
 * ``deltanet-trainer``: ``deltanet.training.Trainer.fit`` (when the trainer
   exists); the times are its history's per-epoch ``time``.
 * ``torch``: the equivalent eager PyTorch loop (``torch.set_num_threads``).
@@ -232,8 +232,7 @@ def run_deltanet(spec: dict[str, Any], x: np.ndarray, y: np.ndarray) -> dict[str
             xb = np.take(x, idx, axis=0, out=xbuf[: idx.shape[0]], mode="clip")
             out = net.forward(xb, training=True)
             total += loss_fn.forward(out, y[idx])
-            opt.zero_grad()
-            opt.fold_gradients()           # SGD momentum: the gradients go straight into the momentum buffer
+            opt.zero_grad()                # SGD momentum folds by itself: no extra call
             net.backward(loss_fn.backward())
             opt.step()
         return total

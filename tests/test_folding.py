@@ -12,7 +12,7 @@ import pytest
 import deltanet as dn
 from deltanet.accel import blas, folding
 from deltanet.accel.folding import FoldSink
-from deltanet.optim import SGD, Adam, RMSprop
+from deltanet.optim import SGD, Adam, RMSprop, clip_grad_norm
 from deltanet.parameter import Parameter
 from deltanet.training import Callback, Trainer
 
@@ -129,15 +129,28 @@ def test_folded_matmul_gradient_goes_into_the_target_scaled_once():
     start = target.copy()
     a1, b1, a2, b2 = (rng.standard_normal(s) for s in ((4, 8), (8, 3), (4, 2), (2, 3)))
     p.sink = sink = FoldSink(target, 0.9)
-    with pytest.raises(RuntimeError, match="never formed"):
-        _ = p.grad
     p.accumulate_matmul(a1, b1)
     p.accumulate_matmul(a2, b2)                                # a parameter used twice: both add, beta once
     np.testing.assert_allclose(target, 0.9 * start + a1 @ b1 + a2 @ b2, rtol=1e-13)
     assert sink.arrived is True
-    p.zero_grad()
+    p.zero_grad()                                              # the gradients are discarded: taken back out
     assert p.sink is None
-    np.testing.assert_array_equal(p.grad, 0)                  # no gradient was formed: it reads as zero
+    np.testing.assert_allclose(target, start, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(p.grad, 0)
+
+
+def test_reading_grad_has_the_sink_give_the_gradient_back():
+    rng = np.random.default_rng(7)
+    p = Parameter(np.asfortranarray(rng.standard_normal((4, 3))))
+    target = rng.standard_normal((4, 3))
+    start = target.copy()
+    a, b = rng.standard_normal((4, 8)), rng.standard_normal((8, 3))
+    p.sink = FoldSink(target, 0.9)
+    p.accumulate_matmul(a, b)
+    g = p.grad                                                 # formed now from the arrays that arrived
+    assert p.sink is None
+    np.testing.assert_allclose(g, a @ b, rtol=1e-13)
+    np.testing.assert_allclose(target, start, rtol=1e-12, atol=1e-14)
 
 
 def test_folded_vector_plain_and_row_gradients():
@@ -409,7 +422,7 @@ def test_trainer_does_not_fold_when_something_needs_the_gradients(kw):
 
 # -- folding's consistency checks -----------------------------------------------------------------------
 @needs_blas
-def test_zeroing_all_gradients_after_arming_cancels_folding_and_a_partial_zero_is_refused():
+def test_zeroing_gradients_after_arming_sends_them_to_grad_and_the_step_is_the_same():
     rng = np.random.default_rng(12)
     x, y = rng.normal(size=(8, 4)), rng.integers(0, 2, 8)
     weights = []
@@ -428,10 +441,13 @@ def test_zeroing_all_gradients_after_arming_cancels_folding_and_a_partial_zero_i
     np.testing.assert_array_equal(weights[1], weights[0])
     net = dn.mlp([4, 5, 2], rng=0, dtype="float64")
     opt = SGD(net.parameters(), lr=0.1, momentum=0.9)
+    loss_fn.forward(net.forward(x, training=True), y)
+    opt.zero_grad()
     assert opt.fold_gradients()
-    net[0].weight.zero_grad()                                  # only one: part folded, part not
-    with pytest.raises(RuntimeError, match="zeroed after fold_gradients"):
-        opt.step()
+    net[0].weight.zero_grad()                                  # only one: its gradient goes to grad, the rest fold
+    net.backward(loss_fn.backward())
+    opt.step()
+    np.testing.assert_allclose(np.concatenate([p.value.ravel() for p in net.parameters()]), weights[0], rtol=1e-12)
 
 
 def test_blas_axpby_equals_numpy_in_both_memory_orders(blas_mode):
@@ -447,3 +463,74 @@ def test_blas_axpby_equals_numpy_in_both_memory_orders(blas_mode):
     np.testing.assert_allclose(y, expected, rtol=1e-14, atol=1e-15)
     with pytest.raises(ValueError, match="differ"):
         blas.axpby(1.0, np.ones(3), 1.0, np.ones(4))
+
+
+# -- folding with no extra call: the optimizer arms itself -----------------------------------------------------------------
+def _plain_loop(steps, *, read_grad_at=None, double_backward=False, module_zero_grad=False, fast=True):
+    """The five plain calls with SGD momentum; returns (weights, optimizer)."""
+    from deltanet import accel
+
+    accel.set_fast_enabled(fast)
+    try:
+        rng = np.random.default_rng(21)
+        x, y = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
+        net = dn.mlp([6, 16, 16, 3], rng=1, dtype="float64")
+        opt = SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+        loss_fn = dn.SoftmaxCrossEntropy()
+        for step in range(steps):
+            xb, yb = x[step % 4 * 10:(step % 4 + 1) * 10], y[step % 4 * 10:(step % 4 + 1) * 10]
+            (net if module_zero_grad else opt).zero_grad()
+            loss_fn.forward(net.forward(xb, training=True), yb)
+            net.backward(loss_fn.backward())
+            if double_backward:                                 # two backward passes accumulate before the step
+                loss_fn.forward(net.forward(xb[::-1], training=True), yb[::-1])
+                net.backward(loss_fn.backward())
+            if step == read_grad_at:
+                clip_grad_norm(net.parameters(), 0.5)
+            opt.step()
+        return np.concatenate([p.value.ravel() for p in net.parameters()]), opt
+    finally:
+        accel.set_fast_enabled(None)
+
+
+@pytest.mark.parametrize("kw", [{}, {"module_zero_grad": True}, {"double_backward": True}])
+def test_the_plain_calls_fold_by_themselves_and_train_as_the_reference(kw):
+    weights, opt = _plain_loop(6, **kw)
+    reference, _ = _plain_loop(6, fast=False, **kw)
+    np.testing.assert_allclose(weights, reference, rtol=1e-10, atol=1e-13)
+    assert opt.engine.auto_fold and opt.engine.folding                       # armed for the next step
+    assert all(isinstance(p.sink, FoldSink) and p.sink.persistent for p in opt.params)
+
+
+def test_reading_the_gradients_gives_them_back_and_stops_the_folding():
+    weights, opt = _plain_loop(6, read_grad_at=3)                # clip_grad_norm at step 3 reads every gradient
+    reference, _ = _plain_loop(6, read_grad_at=3, fast=False)
+    np.testing.assert_allclose(weights, reference, rtol=1e-10, atol=1e-13)
+    assert not opt.engine.auto_fold and not opt.engine.folding
+    assert all(p.sink is None for p in opt.params)
+
+
+def test_a_fit_after_plain_steps_decides_folding_itself_and_equals_the_reference():
+    from deltanet import accel
+
+    results = []
+    for fast in (True, False):
+        accel.set_fast_enabled(fast)
+        try:
+            rng = np.random.default_rng(3)
+            x, y = rng.normal(size=(64, 6)), rng.integers(0, 3, 64)
+            net = dn.mlp([6, 16, 3], rng=2, dtype="float64")
+            opt = SGD(net.parameters(), lr=0.05, momentum=0.9)
+            loss_fn = dn.SoftmaxCrossEntropy()
+            for _ in range(2):                                    # plain steps first: the optimizer arms itself
+                opt.zero_grad()
+                loss_fn.forward(net.forward(x, training=True), y)
+                net.backward(loss_fn.backward())
+                opt.step()
+            trainer = Trainer(net, optimizer=opt, batch_size=16, epochs=2, record_layers=False)
+            history = trainer.fit(x, y)
+            results.append((np.concatenate([p.value.ravel() for p in net.parameters()]), history["train_loss"]))
+        finally:
+            accel.set_fast_enabled(None)
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-10)

@@ -21,6 +21,12 @@ class GradientSink(Protocol):
     def add_matmul(self, a: Any, b: Any) -> None:
         """Receive the product ``a @ b`` (``grad += a @ b``)."""
 
+    def release(self, param: Parameter) -> None:
+        """``param.grad`` is read: put what arrived into ``grad`` (:meth:`Parameter.accumulate`) and detach."""
+
+    def zeroed(self) -> bool:
+        """``zero_grad()`` was called: forget what arrived; whether to stay attached."""
+
 
 class Parameter:
     """A trainable array ``value`` with its gradient ``grad`` of the same shape and dtype.
@@ -49,7 +55,8 @@ class Parameter:
 
     **Gradient sink.** While :attr:`sink` is set (by the fast path, see
     :class:`GradientSink`), every accumulation goes to the sink instead and
-    ``grad`` is not formed (reading it raises); ``zero_grad()`` detaches it.
+    ``grad`` is not formed; reading ``grad`` has the sink give the gradient
+    back first, and ``zero_grad()`` tells the sink (which may stay attached).
     """
 
     __slots__ = ("value", "_grad", "_grad_is_zero", "name", "decay", "sink")
@@ -67,8 +74,7 @@ class Parameter:
     def grad(self) -> Any:
         """dL/d(value), same shape and dtype as ``value``."""
         if self.sink is not None:
-            raise RuntimeError(f"Parameter {self.name!r}: this step's gradient goes straight into the optimizer's "
-                               "state (a gradient sink) and is never formed; read grad in a step without one")
+            self.sink.release(self)           # the sink puts what it received into grad and detaches
         if self._grad_is_zero:
             self._grad.fill(0)
             self._grad_is_zero = False
@@ -92,9 +98,11 @@ class Parameter:
         return self._grad_is_zero
 
     def zero_grad(self) -> None:
-        """Set the gradient to zero (lazily: no pass over memory until it is used); detaches any sink."""
+        """Set the gradient to zero (lazily: no pass over memory until it is used); a sink forgets what it
+        received and is detached unless it asks to stay (:meth:`GradientSink.zeroed`)."""
         self._grad_is_zero = True
-        self.sink = None
+        if self.sink is not None and not self.sink.zeroed():
+            self.sink = None
 
     # -- accumulation --------------------------------------------------------
     def accumulate(self, g: Any, rows: slice | None = None) -> None:

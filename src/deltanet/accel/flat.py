@@ -111,8 +111,8 @@ class FlatBuffer:
         for p, v, g, d in self._bindings:
             if p.value is not v or p.grad_buffer is not g or p.decay != d:
                 return False
-            if p.grad_is_zero:
-                _ = p.grad                      # reading it fills the buffer with the zeros it stands for
+            if p.grad_is_zero or p.sink is not None:
+                _ = p.grad                      # reading it fills the buffer (zeros, or what a sink received)
         return True
 
     def __repr__(self) -> str:

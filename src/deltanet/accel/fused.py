@@ -49,7 +49,11 @@ class FusedStep:
     def __init__(self, optimizer: Optimizer) -> None:
         self.optimizer = optimizer
         self.groups: list[_Group] = []
+        #: Whether sinks are attached to the parameters (see :mod:`deltanet.accel.folding`).
         self.folding = False
+        #: Whether the step may arm folding by itself for the next steps (it stops once anything reads the
+        #: gradients; a trainer's fit turns it off for its batches, which decide for themselves).
+        self.auto_fold = True
         self.regroup()
 
     # -- layout ------------------------------------------------------------------------
@@ -122,11 +126,9 @@ class FusedStep:
     def step(self, measure: bool) -> float | None:
         """One update over the flat buffers; returns ``sum ||grad||^2`` when ``measure`` (0 otherwise),
         None after a folded step (its gradients were never formed)."""
-        if self.folding:
-            self.folding = False
-            if folding.still_armed(self):
-                folding.folded_step(self)
-                return None
+        if self.folding and folding.folded_step(self):
+            return None
+        self.folding = False
         self.prepare()
         opt = self.optimizer
         keys = opt.state_keys()
@@ -144,6 +146,7 @@ class FusedStep:
                 if measure:
                     sq += float(dot(g, g))
                 opt._rule(w, g, state, work, decay)
+        folding.arm_automatically(self)       # the next backward passes fold, unless something reads the gradients
         return sq
 
     def compiled_kernel(self) -> Any:

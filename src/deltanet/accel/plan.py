@@ -34,6 +34,7 @@ from typing import Any
 from ..modules.base import Module
 from ..modules.containers import input_layer
 from ..modules.linear import Linear
+from . import folding
 
 _MISSING = object()
 
@@ -131,6 +132,10 @@ class FastPath:
             return
         t = self.trainer
         with ExitStack() as stack:
+            engine = t.optimizer.engine
+            if engine is not None:              # the batches decide folding themselves (fold()), not the engine
+                folding.disarm(engine)
+                stack.enter_context(overriding([engine], "auto_fold", False))
             stack.enter_context(without_input_gradient(t.model))
             stack.enter_context(input_prechecked(t.model))
             stack.enter_context(targets_prechecked(t.loss))

@@ -137,6 +137,11 @@ class Optimizer:
         return self._engine is not None
 
     @property
+    def engine(self) -> Any:
+        """The fast path's step engine (:class:`deltanet.accel.fused.FusedStep`), or None when not fused."""
+        return self._engine
+
+    @property
     def flat_buffers(self) -> list[Any]:
         """The flat buffers the fused update works on, one per dtype (empty when not fused)."""
         return [] if self._engine is None else self._engine.buffers
@@ -159,9 +164,8 @@ class Optimizer:
         return {"lr": self.lr}
 
     def zero_grad(self) -> None:
-        """Zero every parameter's gradient (lazily), ending a :meth:`fold_gradients` that no step used."""
-        if self._engine is not None:
-            self._engine.folding = False
+        """Zero every parameter's gradient (lazily); folded gradients of a backward pass no step used are taken
+        back out of the state."""
         for p in self.params:
             p.zero_grad()
 
