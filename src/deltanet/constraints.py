@@ -47,7 +47,7 @@ from .init import INITIALIZERS as _INITIALIZERS
 __all__ = [
     "CONSTRAINTS", "DTYPES", "HIDDEN_ACTIVATIONS", "INITIALIZER_NAMES", "OPTIMIZER_NAMES", "AnyOf", "Boolean",
     "Constraint", "Dtype", "Integer", "InvalidParameterError", "Literal", "Nullable", "OneOf", "ParameterTypeError",
-    "Real", "Sizes", "check",
+    "Real", "Sizes", "Text", "check",
 ]
 
 
@@ -225,6 +225,20 @@ class OneOf(Constraint):
             close = difflib.get_close_matches(value, self.choices, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise InvalidParameterError(f"{name} must be {self.describe()}; got {value!r}{hint}")
+        return value
+
+
+class Text(Constraint):
+    """Any string (a name, a path)."""
+
+    kind = "str"
+
+    def describe(self) -> str:
+        return "a string"
+
+    def check(self, name: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise self._wrong_type(name, value)
         return value
 
 
