@@ -421,7 +421,7 @@ def get_schedule(name: str, optimizer: Optimizer, *, warmup_epochs: int = 0, sta
     except TypeError as exc:
         if not isinstance(optimizer, Optimizer):
             raise
-        raise TypeError(f"schedule {name!r} ({cls.__name__}): {exc}") from exc
+        raise type(exc)(f"schedule {name!r} ({cls.__name__}): {exc}") from exc   # a ParameterTypeError stays one
     if warmup_epochs:
         schedule = LinearWarmup(schedule, warmup_epochs, start_factor=start_factor, per_batch=per_batch,
                                 steps_per_epoch=steps_per_epoch)

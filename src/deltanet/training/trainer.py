@@ -582,7 +582,7 @@ class Trainer:
 
     def predict(self, X: Any, batch_size: int | None = None) -> Any:
         """The model's outputs (logits for the fused losses) in eval mode, computed ``batch_size`` rows at a time."""
-        return predict(self.model, X, check("eval_batch_size", batch_size or self.eval_batch_size, "batch_size"))
+        return predict(self.model, X, self.eval_batch_size if batch_size is None else check("eval_batch_size", batch_size, "batch_size"))
 
     def predict_proba(self, X: Any, batch_size: int | None = None) -> Any:
         """Class probabilities: softmax of the logits (classification) or sigmoid per label (multilabel)."""
