@@ -381,43 +381,37 @@ _POSITIVE = Real(0.0, closed="neither")
 #: A non-negative real: >= 0.
 _NON_NEGATIVE = Real(0.0)
 
-#: name -> constraint, for every hyper-parameter that more than one front end takes (the library's
-#: constructors, the TOML configuration, the scikit-learn estimators). The names are the library's; the
-#: other names of the same hyper-parameter (the first front end listed owns the key):
+#: name -> constraint, for every hyper-parameter that more than one front end takes. The keys are the
+#: library's names; where each is checked against its entry (library; config key; estimator parameter):
 #:
-#: ==================== ============================================ ================= ======================
-#: key                  library                                      config            estimators
-#: ==================== ============================================ ================= ======================
-#: lr                   Optimizer(lr), Trainer(lr)                   [train] lr        learning_rate_init
-#: momentum             SGD, RMSprop (momentum)                      [train] momentum  momentum
-#: nesterov             SGD(nesterov)                                                  nesterovs_momentum
-#: beta1, beta2         Adam, AdamW (betas[0], betas[1])                               beta_1, beta_2
-#: eps                  Adam, AdamW, RMSprop (eps)                                     epsilon
-#: rho                  RMSprop(alpha)                                                 rho
-#: weight_decay, l2     optimizers' weight_decay, Trainer(l2)        [train] l2        alpha
-#: batch_size           Trainer(batch_size)                          [train]           batch_size ('auto' too)
-#: epochs               Trainer(epochs)                              [train]           max_iter
-#: eval_batch_size      Trainer(eval_batch_size), Trainer.predict
-#: shuffle              Trainer(shuffle)                                               shuffle
-#: seed                 Trainer(seed) (None too)                     [train], [data]
-#: clip_norm            Trainer(clip_norm), clip_grad_norm(max_norm) [train] clip      clip_norm
-#: loss_below           Trainer(stop_loss_below), LossThreshold      [train]
-#: grad_norm_below      Trainer(stop_grad_norm_below)                [train]
-#: patience             EarlyStopping(patience)                      [train]           n_iter_no_change (inf too)
-#: min_delta            EarlyStopping, ReduceLROnPlateau (min_delta) [train]           tol
-#: restore_best         EarlyStopping(restore_best)                  [train]
-#: validation_fraction  Trainer.fit(validation_fraction)             [data] val_fraction validation_fraction
-#: test_fraction        train_val_test_split(test_fraction)          [data]
-#: step_size, gamma     StepLR, ExponentialLR                        [train]
-#: warmup_epochs        get_schedule, Trainer(schedule_kwargs)       [train]
-#: hidden_sizes         mlp(sizes[1:-1])                             [model] hidden    hidden_layer_sizes
-#: activation           mlp(activation)                              [model]           activation
-#: dropout              Dropout(rate), mlp(dropout)                  [model]           dropout
-#: batch_norm           mlp(batch_norm)                              [model]           batch_norm
-#: init                 mlp(init)                                    [model] init      weight_init
-#: dtype                mlp(dtype)                                   [model]           dtype
-#: optimizer            Trainer(optimizer) (any case)                [train]           solver
-#: ==================== ============================================ ================= ======================
+#: - lr: Optimizer(lr), Trainer(lr); [train] lr; learning_rate_init
+#: - momentum: SGD, RMSprop; [train] momentum; momentum
+#: - nesterov: SGD(nesterov); nesterovs_momentum
+#: - beta1, beta2: Adam, AdamW (betas[0], betas[1]); beta_1, beta_2
+#: - eps: Adam, AdamW, RMSprop; epsilon
+#: - rho: RMSprop(alpha); rho
+#: - weight_decay, l2: the optimizers' weight_decay, Trainer(l2); [train] l2; alpha
+#: - batch_size: Trainer(batch_size); [train] batch_size; batch_size (or "auto")
+#: - epochs: Trainer(epochs); [train] epochs; max_iter
+#: - eval_batch_size: Trainer(eval_batch_size), Trainer.predict(batch_size)
+#: - shuffle: Trainer(shuffle); shuffle
+#: - seed: Trainer(seed) (or None); [train] seed, [data] seed
+#: - clip_norm: Trainer(clip_norm), clip_grad_norm(max_norm); [train] clip; clip_norm (or None)
+#: - loss_below, grad_norm_below: Trainer(stop_loss_below, stop_grad_norm_below); [train]
+#: - patience: EarlyStopping(patience); [train] patience; n_iter_no_change (or numpy.inf)
+#: - min_delta: EarlyStopping, ReduceLROnPlateau (min_delta); [train] min_delta; tol
+#: - restore_best: EarlyStopping(restore_best); [train] restore_best
+#: - validation_fraction: Trainer.fit, train_val_test_split (val_fraction); [data] val_fraction; validation_fraction
+#: - test_fraction: train_val_test_split(test_fraction); [data] test_fraction
+#: - step_size, gamma: StepLR, ExponentialLR; [train] step_size, gamma
+#: - warmup_epochs: get_schedule, Trainer(schedule_kwargs); [train] warmup_epochs
+#: - dropout: Dropout(rate), mlp(dropout); [model] dropout; dropout
+#: - batch_norm: mlp(batch_norm); [model] batch_norm; batch_norm
+#: - hidden_sizes: [model] hidden; hidden_layer_sizes
+#: - activation: [model] activation; activation (mlp() builds the same names, and gelu)
+#: - init: [model] init; weight_init (or None)
+#: - dtype: [model] dtype; dtype
+#: - optimizer: [train] optimizer; solver (Trainer(optimizer) and get_optimizer also take any case)
 CONSTRAINTS: dict[str, Constraint] = {
     # optimizers
     "lr": _POSITIVE,                      # a step size: any positive rate (no upper bound: it depends on the loss's scale)
