@@ -86,7 +86,7 @@ def test_non_finite_gradients_are_left_alone():
 
 @pytest.mark.parametrize("max_norm, error, message", [(0.0, ValueError, "max_norm must be > 0, got 0.0"),
                                                       (-1, ValueError, "max_norm must be > 0, got -1"),
-                                                      ("big", TypeError, "max_norm must be a number, got 'big'")])
+                                                      ("big", TypeError, "max_norm must be a number > 0, got 'big'")])
 def test_max_norm_validation(max_norm, error, message):
     with pytest.raises(error, match=message):
         clip_grad_norm(make_params(), max_norm)

@@ -73,7 +73,7 @@ def adam_by_hand(lr, b1, b2, eps, wd, decoupled):
 
 
 @pytest.mark.parametrize("cls", [Adam, AdamW])
-@pytest.mark.parametrize("betas, eps, wd", [((0.9, 0.999), 1e-8, 0.0), ((0.8, 0.99), 1e-3, 0.1), ((0.0, 0.5), 0.0, 0.02)])
+@pytest.mark.parametrize("betas, eps, wd", [((0.9, 0.999), 1e-8, 0.0), ((0.8, 0.99), 1e-3, 0.1), ((0.0, 0.5), 1e-12, 0.02)])
 def test_adam_rule(cls, betas, eps, wd):
     lr = 0.01
     got = run(cls, lr=lr, betas=betas, eps=eps, weight_decay=wd)
@@ -114,7 +114,7 @@ def test_rmsprop_rule(alpha, eps, momentum, wd, centered):
 def test_rmsprop_first_step_by_hand():
     # v1 = (1 - rho) g^2, so w1 = w0 - alpha g / (sqrt(1 - rho) |g| + eps)
     lr, rho = 0.01, 0.99
-    (w1,) = run(RMSprop, GRADS[:1], lr=lr, alpha=rho, eps=0.0)
+    (w1,) = run(RMSprop, GRADS[:1], lr=lr, alpha=rho, eps=1e-300)   # eps > 0; 1e-300 vanishes beside |g|
     np.testing.assert_allclose(w1, W0 - lr * np.sign(GRADS[0]) / math.sqrt(1 - rho), rtol=1e-14)
 
 
@@ -182,15 +182,18 @@ def test_mixed_dtypes_and_shapes(name):
 @pytest.mark.parametrize("cls, kwargs, error, message", [
     (SGD, {"lr": -0.1}, ValueError, "lr must be > 0, got -0.1"),
     (SGD, {"lr": 0.0}, ValueError, "lr must be > 0, got 0.0"),
-    (Adam, {"lr": float("nan")}, ValueError, "lr must be > 0, got nan"),
-    (SGD, {"lr": "fast"}, TypeError, "lr must be a number, got 'fast'"),
+    (Adam, {"lr": float("nan")}, ValueError, "lr must be a finite number > 0, got nan"),
+    (SGD, {"lr": "fast"}, TypeError, r"lr must be a number > 0, got 'fast' \(str\)"),
+    (SGD, {"lr": "0.1"}, TypeError, r"lr must be a number > 0, got '0.1' \(str\)"),
     (SGD, {"lr": 0.1, "momentum": 1.5}, ValueError, r"momentum must be in \[0, 1\), got 1.5"),
     (SGD, {"lr": 0.1, "nesterov": True}, ValueError, "nesterov=True needs momentum > 0"),
     (SGD, {"lr": 0.1, "weight_decay": -1}, ValueError, "weight_decay must be >= 0, got -1"),
     (Adam, {"betas": (1.0, 0.999)}, ValueError, r"betas\[0\] must be in \[0, 1\), got 1.0"),
     (AdamW, {"betas": (0.9, -0.1)}, ValueError, r"betas\[1\] must be in \[0, 1\), got -0.1"),
     (Adam, {"betas": 0.9}, ValueError, r"betas must be a pair \(beta1, beta2\), got 0.9"),
-    (Adam, {"eps": -1e-8}, ValueError, "eps must be >= 0, got -1e-08"),
+    (Adam, {"eps": -1e-8}, ValueError, "eps must be > 0, got -1e-08"),
+    (RMSprop, {"eps": 0.0}, ValueError, "eps must be > 0, got 0.0"),      # 0 / 0 for a gradient that stays 0
+    (SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": "yes"}, TypeError, r"nesterov must be True or False, got 'yes'"),
     (AdamW, {"weight_decay": -0.01}, ValueError, "weight_decay must be >= 0, got -0.01"),
     (RMSprop, {"alpha": 1.0}, ValueError, r"alpha must be in \[0, 1\), got 1.0"),
     (RMSprop, {"momentum": -0.5}, ValueError, r"momentum must be in \[0, 1\), got -0.5"),

@@ -458,7 +458,7 @@ def test_bad_sample_weight(blobs, sample_weight, match):
     ({"n_iter_no_change": 0}, ValueError, "n_iter_no_change"),
     ({"dropout": 1.0}, ValueError, "dropout"),
     ({"clip_norm": 0.0}, ValueError, "clip_norm"),
-    ({"weight_init": "ones"}, ValueError, "unknown initializer"),
+    ({"weight_init": "ones"}, ValueError, "weight_init must be None or one of: .*; got .ones."),
     ({"dtype": "float16"}, ValueError, "dtype"),
     ({"random_state": "seed"}, TypeError, "random_state"),
     ({"class_weight": "even"}, TypeError, "class_weight"),

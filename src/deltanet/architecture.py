@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import backend
+from .constraints import check
 from .modules.activations import ACTIVATIONS, LeakyReLU, ReLU
 from .modules.base import Module
 from .modules.containers import Sequential
@@ -65,6 +66,8 @@ def mlp(sizes: list[int], activation: str = "relu", *, dropout: float = 0.0, bat
     if activation not in ACTIVATIONS or activation == "softmax":
         valid = sorted(k for k in ACTIVATIONS if k != "softmax")
         raise ValueError(f"unknown hidden activation {activation!r}; choose one of: {', '.join(valid)}")
+    dropout = check("dropout", dropout)
+    batch_norm = check("batch_norm", batch_norm)
     gen = backend.make_rng(rng)
     dtype = backend.resolve_dtype(dtype)
     init = init or default_init(activation)

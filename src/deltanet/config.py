@@ -5,7 +5,10 @@ A configuration is three dataclasses (:class:`ModelConfig`, :class:`DataConfig`,
 type, default, allowed range or choices and a help line in one declarative
 table (the dataclass field's ``metadata["spec"]``, a :class:`Spec`); the same
 table validates files, validates command-line overrides and writes the
-``--help`` text.
+``--help`` text. The fields that the library and the scikit-learn estimators
+take too (``lr``, ``batch_size``, ``dropout``, ``hidden``, ...) take their kind
+and range from :data:`deltanet.constraints.CONSTRAINTS`, so a file accepts and
+refuses exactly what ``Trainer`` and ``MLPClassifier`` do.
 
 An example, the default job written out::
 
@@ -63,8 +66,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .init import ALIASES as _INIT_ALIASES
-from .init import INITIALIZERS as _INITIALIZERS
+import numpy
+
+from . import constraints as _c
+from .constraints import CONSTRAINTS, Constraint, InvalidParameterError
 from .io import atomic_write
 from .losses import LOSSES
 from .modules.base import _REGISTRY, Module, registered_types
@@ -101,6 +106,12 @@ class Spec:
     nullable : bool
         Whether the field may be absent (None), meaning "not used" or "decided
         at run time" as its help says.
+    constraint : Constraint
+        What :func:`check_value` checks a value against: for a hyper-parameter
+        that the library and the estimators take too, the entry of
+        :data:`deltanet.constraints.CONSTRAINTS` (:func:`_shared`; kind, choices
+        and range are then the entry's), otherwise one built from ``kind``,
+        ``choices`` and the bounds.
     """
 
     kind: str
@@ -111,22 +122,29 @@ class Spec:
     low_open: bool = False
     high_open: bool = False
     nullable: bool = False
+    constraint: Constraint | None = None
+
+    def __post_init__(self) -> None:
+        if self.constraint is None and self.kind != "layers":
+            object.__setattr__(self, "constraint", self._own_constraint())
+
+    def _own_constraint(self) -> Constraint:
+        if self.kind == "bool":
+            return _c.Boolean()
+        if self.kind == "str":
+            return _c.OneOf(self.choices) if self.choices else _c.Text()
+        if self.kind == "int":
+            return _c.Integer(None if self.low is None else int(self.low), None if self.high is None else int(self.high))
+        if self.kind == "float":
+            closed = {(False, False): "both", (False, True): "left", (True, False): "right", (True, True): "neither"}
+            return _c.Real(self.low, self.high, closed=closed[self.low_open, self.high_open])
+        raise TypeError(f"unknown field kind {self.kind!r}")  # pragma: no cover - a mistake in the table itself
 
     def range_text(self) -> str:
         """``"> 0"``, ``"in [0, 1)"``, ``"one of: a, b"`` or ``""``."""
         if self.choices:
             return "one of: " + ", ".join(self.choices)
-        if self.low is not None and self.high is not None:
-            return f"in {'(' if self.low_open else '['}{_num(self.low)}, {_num(self.high)}{')' if self.high_open else ']'}"
-        if self.low is not None:
-            return f"{'>' if self.low_open else '>='} {_num(self.low)}"
-        if self.high is not None:
-            return f"{'<' if self.high_open else '<='} {_num(self.high)}"
-        return ""
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(x)
+        return self.constraint.range_text() if self.constraint is not None else ""
 
 
 def _spec(kind: str, help: str, **kw: Any) -> dict[str, Spec]:
@@ -134,9 +152,20 @@ def _spec(kind: str, help: str, **kw: Any) -> dict[str, Spec]:
     return {"spec": Spec(kind=kind, help=help, **kw)}
 
 
-HIDDEN_ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "logistic", "identity")
-INITIALIZER_NAMES = tuple(sorted([*_INITIALIZERS, *_INIT_ALIASES]))
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+def _shared(key: str, help: str, *, nullable: bool = False) -> dict[str, Spec]:
+    """The metadata of a field that the library and the estimators take too: its kind, choices and range are
+    those of ``CONSTRAINTS[key]`` (:mod:`deltanet.constraints`); the help is the configuration's own."""
+    c = CONSTRAINTS[key]
+    bounds: dict[str, Any] = {}
+    if isinstance(c, (_c.Real, _c.Integer)):
+        bounds = {"low": c.low, "high": c.high, "low_open": getattr(c, "low_open", False),
+                  "high_open": getattr(c, "high_open", False)}
+    return {"spec": Spec(kind=c.kind, help=help, choices=c.choices, nullable=nullable, constraint=c, **bounds)}
+
+
+HIDDEN_ACTIVATIONS = _c.HIDDEN_ACTIVATIONS
+INITIALIZER_NAMES = _c.INITIALIZER_NAMES
+OPTIMIZERS = _c.OPTIMIZER_NAMES
 SCHEDULES = ("none", "constant", "step", "exponential", "cosine", "plateau")
 TASKS = ("classification", "regression")
 
@@ -147,9 +176,6 @@ DEFAULT_DATASET = "digits"
 #: Learning rate of each optimizer when ``lr`` is not given (inside the reference's 0.001-0.1).
 DEFAULT_LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3, "rmsprop": 1e-3}
 
-_UNIT = {"low": 0.0, "high": 1.0, "high_open": True}  # [0, 1)
-_POSITIVE = {"low": 0.0, "low_open": True}  # > 0
-
 
 @dataclass
 class ModelConfig:
@@ -158,14 +184,14 @@ class ModelConfig:
     layers: Any = field(default=None, metadata=_spec(
         "layers", "number of hidden layers, widths by d_l = sqrt(d_(l-1) d_(l+1)); or [[model.layers]] tables "
         "{type=..., ...} as Module.config() writes them", nullable=True))
-    hidden: list[int] | None = field(default=None, metadata=_spec(
-        "ints", f"hidden layer widths (default {DEFAULT_HIDDEN} unless layers is given)", nullable=True))
-    activation: str = field(default="relu", metadata=_spec("str", "hidden activation", choices=HIDDEN_ACTIVATIONS))
-    dropout: float = field(default=0.2, metadata=_spec("float", "dropout rate after each hidden activation", **_UNIT))
-    batch_norm: bool = field(default=False, metadata=_spec("bool", "batch normalization before each hidden activation"))
-    init: str | None = field(default=None, metadata=_spec(
-        "str", "hidden weight initializer (default: He for ReLU, Xavier otherwise)", choices=INITIALIZER_NAMES, nullable=True))
-    dtype: str = field(default="float32", metadata=_spec("str", "parameter dtype", choices=("float32", "float64")))
+    hidden: list[int] | None = field(default=None, metadata=_shared(
+        "hidden_sizes", f"hidden layer widths (default {DEFAULT_HIDDEN} unless layers is given)", nullable=True))
+    activation: str = field(default="relu", metadata=_shared("activation", "hidden activation"))
+    dropout: float = field(default=0.2, metadata=_shared("dropout", "dropout rate after each hidden activation"))
+    batch_norm: bool = field(default=False, metadata=_shared("batch_norm", "batch normalization before each hidden activation"))
+    init: str | None = field(default=None, metadata=_shared(
+        "init", "hidden weight initializer (default: He for ReLU, Xavier otherwise)", nullable=True))
+    dtype: str = field(default="float32", metadata=_shared("dtype", "parameter dtype"))
 
     #: Keys of the short form (not allowed together with an explicit layer list).
     SHORT_FORM = ("hidden", "activation", "dropout", "batch_norm", "init", "dtype")
@@ -192,7 +218,7 @@ class ModelConfig:
         if self.explicit:
             return self
         sizes = self.hidden_sizes(n_in, n_out)
-        if not sizes:  # no hidden layer: ``layers = 0`` (a file cannot say ``hidden = []``)
+        if not sizes:  # no hidden layer (``hidden = []`` or ``layers = 0``): written as ``layers = 0``
             return replace(self, hidden=None, layers=0)
         return replace(self, hidden=sizes, layers=None)
 
@@ -209,9 +235,9 @@ class DataConfig:
         "str", "the target column of a CSV file (default: the last column)", nullable=True))
     task: str | None = field(default=None, metadata=_spec(
         "str", "the task of a data file (default: classification for integer or text targets)", choices=TASKS, nullable=True))
-    val_fraction: float = field(default=0.1, metadata=_spec("float", "fraction of the data held out for validation", **_UNIT))
-    test_fraction: float = field(default=0.2, metadata=_spec(
-        "float", "fraction of the data held out for the final test", **_UNIT))
+    val_fraction: float = field(default=0.1, metadata=_shared(
+        "validation_fraction", "fraction of the data held out for validation"))
+    test_fraction: float = field(default=0.2, metadata=_shared("test_fraction", "fraction of the data held out for the final test"))
     standardize: bool | None = field(default=None, metadata=_spec(
         "bool", "scale features to zero mean and unit variance, fitted on the training split (default: unless every "
         "feature already lies in [0, 1], as normalized pixels do)", nullable=True))
@@ -219,7 +245,7 @@ class DataConfig:
         "int", "number of points of a synthetic dataset (spiral, moons, ...)", low=2, nullable=True))
     noise: float | None = field(default=None, metadata=_spec(
         "float", "noise level of a synthetic dataset", low=0.0, nullable=True))
-    seed: int = field(default=0, metadata=_spec("int", "seed of the split and of synthetic data", low=0))
+    seed: int = field(default=0, metadata=_shared("seed", "seed of the split and of synthetic data"))
     data_dir: str | None = field(default=None, metadata=_spec(
         "str", "directory holding downloaded datasets (MNIST)", nullable=True))
 
@@ -235,36 +261,35 @@ class TrainConfig:
     loss: str | None = field(default=None, metadata=_spec(
         "str", "loss (default: cross_entropy for classification, mse for regression)", choices=tuple(sorted(LOSSES)),
         nullable=True))
-    optimizer: str = field(default="adam", metadata=_spec("str", "optimizer", choices=OPTIMIZERS))
-    lr: float | None = field(default=None, metadata=_spec(
-        "float", "learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")",
-        low=0.0, high=10.0, low_open=True, nullable=True))
-    momentum: float | None = field(default=None, metadata=_spec(
-        "float", "momentum of sgd (default 0.9) and rmsprop (default 0)", **_UNIT, nullable=True))
+    optimizer: str = field(default="adam", metadata=_shared("optimizer", "optimizer"))
+    lr: float | None = field(default=None, metadata=_shared(
+        "lr", "learning rate (default: " + ", ".join(f"{k} {v:g}" for k, v in DEFAULT_LR.items()) + ")", nullable=True))
+    momentum: float | None = field(default=None, metadata=_shared(
+        "momentum", "momentum of sgd (default 0.9) and rmsprop (default 0)", nullable=True))
     schedule: str = field(default="cosine", metadata=_spec(
         "str", "learning-rate schedule, stepped once per epoch", choices=SCHEDULES))
-    warmup_epochs: int = field(default=0, metadata=_spec(
-        "int", "epochs of linear learning-rate warm-up before the schedule", low=0))
-    step_size: int | None = field(default=None, metadata=_spec(
-        "int", "epochs between decays of the step schedule (default epochs // 3)", low=1, nullable=True))
-    gamma: float | None = field(default=None, metadata=_spec(
-        "float", "decay factor of the step (default 0.1), exponential (0.95) and plateau (0.1) schedules",
-        low=0.0, high=1.0, low_open=True, high_open=True, nullable=True))
-    batch_size: int = field(default=64, metadata=_spec("int", "mini-batch size", low=1))
-    epochs: int = field(default=40, metadata=_spec("int", "maximum number of epochs", low=1))
-    loss_below: float | None = field(default=None, metadata=_spec(
-        "float", "stop when the training loss falls below this", **_POSITIVE, nullable=True))
-    grad_norm_below: float | None = field(default=None, metadata=_spec(
-        "float", "stop when the mean gradient norm of an epoch falls below this", **_POSITIVE, nullable=True))
-    patience: int | None = field(default=None, metadata=_spec(
-        "int", "early stopping: epochs without validation improvement before stopping", low=1, nullable=True))
-    min_delta: float = field(default=0.0, metadata=_spec(
-        "float", "early stopping: smallest decrease of the validation loss that counts", low=0.0))
-    restore_best: bool = field(default=True, metadata=_spec("bool", "early stopping: restore the weights of the best epoch"))
-    clip: float | None = field(default=None, metadata=_spec(
-        "float", "clip the global gradient norm to this", **_POSITIVE, nullable=True))
-    l2: float = field(default=1e-4, metadata=_spec("float", "L2 penalty lambda: L + lambda/2 sum ||W||^2 over weights", low=0.0))
-    seed: int = field(default=0, metadata=_spec("int", "seed of the weights, the shuffling and dropout", low=0))
+    warmup_epochs: int = field(default=0, metadata=_shared(
+        "warmup_epochs", "epochs of linear learning-rate warm-up before the schedule"))
+    step_size: int | None = field(default=None, metadata=_shared(
+        "step_size", "epochs between decays of the step schedule (default epochs // 3)", nullable=True))
+    gamma: float | None = field(default=None, metadata=_shared(
+        "gamma", "decay factor of the step (default 0.1), exponential (0.95) and plateau (0.1, < 1) schedules",
+        nullable=True))
+    batch_size: int = field(default=64, metadata=_shared("batch_size", "mini-batch size"))
+    epochs: int = field(default=40, metadata=_shared("epochs", "maximum number of epochs"))
+    loss_below: float | None = field(default=None, metadata=_shared(
+        "loss_below", "stop when the training loss falls below this", nullable=True))
+    grad_norm_below: float | None = field(default=None, metadata=_shared(
+        "grad_norm_below", "stop when the mean gradient norm of an epoch falls below this", nullable=True))
+    patience: int | None = field(default=None, metadata=_shared(
+        "patience", "early stopping: epochs without validation improvement before stopping", nullable=True))
+    min_delta: float = field(default=0.0, metadata=_shared(
+        "min_delta", "early stopping: smallest decrease of the validation loss that counts"))
+    restore_best: bool = field(default=True, metadata=_shared("restore_best", "early stopping: restore the weights of the best epoch"))
+    clip: float | None = field(default=None, metadata=_shared(
+        "clip_norm", "clip the global gradient norm to this", nullable=True))
+    l2: float = field(default=1e-4, metadata=_shared("l2", "L2 penalty lambda: L + lambda/2 sum ||W||^2 over weights"))
+    seed: int = field(default=0, metadata=_shared("seed", "seed of the weights, the shuffling and dropout"))
 
     def learning_rate(self) -> float:
         """``lr``, else the optimizer's default from :data:`DEFAULT_LR`."""
@@ -301,55 +326,26 @@ def _type_name(value: Any) -> str:
 
 
 def check_value(section: str, key: str, value: Any) -> Any:
-    """Validate one value against the table and return it normalized (ints to floats for float fields)."""
+    """Validate one value against the table and return it normalized (ints to floats for float fields, integral
+    floats to ints for int fields, a single hidden width to a list); the message of a refusal names
+    ``[section] key``, the allowed values and the value (:mod:`deltanet.constraints`)."""
     spec = section_specs(section)[key][0]
     where = f"[{section}] {key}"
     if value is None:
         if spec.nullable:
             return None
         raise ConfigError(f"{where} needs a value ({spec.kind})")
-    kind = spec.kind
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
-        return value
-    if kind == "str":
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, got {_type_name(value)} ({value!r})")
-        if spec.choices and value not in spec.choices:
-            close = difflib.get_close_matches(value, spec.choices, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where} must be one of: {', '.join(spec.choices)}; got {value!r}{hint}")
-        return value
-    if kind == "ints":
-        if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-            raise ConfigError(f"{where} must be a non-empty list of positive integers, got {value!r}")
-        if any(v < 1 for v in value):
-            raise ConfigError(f"{where} must hold positive integers, got {value!r}")
-        return list(value)
-    if kind == "layers":
+    if spec.kind == "layers":
         return _check_layers(value)
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                raise ConfigError(f"{where} must be an integer, got {_type_name(value)} ({value!r})")
-    elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, got {_type_name(value)} ({value!r})")
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"{where} must be finite, got {value}")
-    else:  # pragma: no cover - a mistake in the table itself
-        raise TypeError(f"unknown field kind {kind!r}")
-    ok = True
-    if spec.low is not None:
-        ok = value > spec.low if spec.low_open else value >= spec.low
-    if ok and spec.high is not None:
-        ok = value < spec.high if spec.high_open else value <= spec.high
-    if not ok:
-        raise ConfigError(f"{where} must be {spec.range_text()}, got {value}")
+    assert spec.constraint is not None
+    try:
+        value = spec.constraint.check(where, value)
+    except InvalidParameterError as exc:
+        raise ConfigError(str(exc)) from None
+    if spec.kind == "ints":
+        return list(value)
+    if isinstance(value, numpy.dtype):
+        return value.name
     return value
 
 
@@ -437,6 +433,9 @@ def _check_consistency(cfg: RunConfig) -> None:
     if t.momentum is not None and t.optimizer not in ("sgd", "rmsprop"):
         raise ConfigError(f"[train] momentum applies to the optimizers sgd and rmsprop, not to {t.optimizer!r} "
                           "(Adam and AdamW have betas); remove momentum or choose optimizer sgd or rmsprop")
+    if t.schedule == "plateau" and t.gamma == 1.0:
+        raise ConfigError("[train] gamma = 1 with schedule = \"plateau\" would never lower the rate (the plateau "
+                          "schedule's factor must be in (0, 1)); choose gamma < 1, or schedule = \"constant\"")
     if d.name is not None and d.path is not None:
         raise ConfigError(f"[data] gives both name ({d.name!r}) and path ({d.path!r}); give one")
     if d.val_fraction + d.test_fraction >= 1.0:

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import numpy
 
 from ..backend import make_rng
+from ..constraints import check
 
 
 class Split(NamedTuple):
@@ -75,9 +76,8 @@ def train_val_test_split(X: Any, y: Any, val_fraction: float = 0.1, test_fractio
     y = numpy.asarray(y)
     if X.ndim < 1 or y.ndim < 1 or len(X) != len(y):
         raise ValueError(f"X and y must have the same number of samples, got X {X.shape} and y {y.shape}")
-    for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= frac < 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {frac}")
+    val_fraction = check("validation_fraction", val_fraction, "val_fraction")
+    test_fraction = check("test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1.0:
         raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
     n = len(X)

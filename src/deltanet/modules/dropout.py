@@ -25,6 +25,7 @@ from typing import Any
 import numpy
 
 from .. import accel, backend
+from ..constraints import check
 from .activations import _as_float_array
 from .base import Module
 
@@ -87,9 +88,7 @@ class Dropout(Module):
 
     def __init__(self, rate: float = 0.5, rng: Any = None) -> None:
         super().__init__()
-        if not 0.0 <= float(rate) < 1.0:
-            raise ValueError(f"Dropout: rate must be in [0, 1), got {rate}")
-        self.rate = float(rate)
+        self.rate = check("dropout", rate, "Dropout: rate")
         self.rng = backend.make_rng(rng)
         self._mask: Any = None          # the reference path's m / p
         self._key: int | None = None     # the kernel path's key (the mask is recomputed from it)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..constraints import check
 from ..parameter import Parameter
 from . import rules
-from .base import Optimizer, check_positive, check_unit_interval
+from .base import Optimizer
 
 
 def check_betas(betas: Any) -> tuple[float, float]:
@@ -16,7 +17,7 @@ def check_betas(betas: Any) -> tuple[float, float]:
         b1, b2 = betas
     except (TypeError, ValueError) as exc:
         raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from exc
-    return check_unit_interval("betas[0]", b1), check_unit_interval("betas[1]", b2)
+    return check("beta1", b1, "betas[0]"), check("beta2", b2, "betas[1]")
 
 
 class Adam(Optimizer):
@@ -30,7 +31,7 @@ class Adam(Optimizer):
     betas : (float, float)
         Decay rates (beta1, beta2) in [0, 1) of the first and second moment estimates.
     eps : float
-        epsilon (>= 0), added to sqrt(v_hat) for numerical stability.
+        epsilon (> 0), added to sqrt(v_hat) for numerical stability.
     weight_decay : float
         L2 penalty lambda (>= 0) added to the gradient of parameters marked for
         decay, *before* the moment estimates (so the penalty is rescaled by the
@@ -72,8 +73,8 @@ class Adam(Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, *, fused: bool = True) -> None:
         super().__init__(params, lr, fused=fused)
         self.betas = check_betas(betas)
-        self.eps = check_positive("eps", eps, allow_zero=True)
-        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+        self.eps = check("eps", eps)
+        self.weight_decay = check("weight_decay", weight_decay)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "betas": self.betas, "eps": self.eps, "weight_decay": self.weight_decay}
@@ -98,7 +99,7 @@ class AdamW(Adam):
     betas : (float, float)
         (beta1, beta2) in [0, 1).
     eps : float
-        epsilon (>= 0).
+        epsilon (> 0).
     weight_decay : float
         Decoupled decay rate lambda (>= 0): each step shrinks the parameters
         marked for decay by the factor ``1 - alpha * lambda`` directly, outside

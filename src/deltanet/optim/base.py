@@ -3,49 +3,33 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import accel, backend
+from ..constraints import Integer, Real, check
 from ..parameter import Parameter
 
 
-def _as_float(name: str, value: Any) -> float:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    try:
-        return float(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number, got {value!r}") from exc
-
-
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    """Validate a finite hyper-parameter > 0 (or >= 0): ``lr must be > 0, got -0.1``."""
-    v = _as_float(name, value)
-    if not (v >= 0 if allow_zero else v > 0) or not math.isfinite(v):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-    return v
+    """Validate a finite hyper-parameter > 0 (or >= 0): ``lr must be > 0, got -0.1``
+    (:class:`deltanet.constraints.Real`)."""
+    return Real(0.0, closed="left" if allow_zero else "neither").check(name, value)
+
+
+_CLOSED = {(False, False): "left", (True, False): "both", (False, True): "neither", (True, True): "right"}
 
 
 def check_unit_interval(name: str, value: Any, *, closed_right: bool = False, open_left: bool = False) -> float:
     """Validate a hyper-parameter in [0, 1) (or [0, 1], (0, 1), (0, 1]):
-    ``momentum must be in [0, 1), got 1.5``."""
-    v = _as_float(name, value)
-    ok_left = v > 0.0 if open_left else v >= 0.0
-    ok_right = v <= 1.0 if closed_right else v < 1.0
-    if not (ok_left and ok_right):
-        interval = f"{'(' if open_left else '['}0, 1{']' if closed_right else ')'}"
-        raise ValueError(f"{name} must be in {interval}, got {value}")
-    return v
+    ``momentum must be in [0, 1), got 1.5`` (:class:`deltanet.constraints.Real`)."""
+    return Real(0.0, 1.0, closed=_CLOSED[closed_right, open_left]).check(name, value)
 
 
 def check_int(name: str, value: Any, *, minimum: int = 0) -> int:
-    """Validate an integer hyper-parameter >= ``minimum``: ``patience must be an int >= 0, got -1``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
+    """Validate an integer hyper-parameter >= ``minimum``: ``patience must be an int >= 0, got -1``
+    (:class:`deltanet.constraints.Integer`)."""
+    return Integer(minimum).check(name, value)
 
 
 class Optimizer:
@@ -123,7 +107,7 @@ class Optimizer:
                 raise TypeError(f"{type(self).__name__}: expected Parameters (model.parameters()), got {type(p).__name__}")
         if len({id(p) for p in self.params}) != len(self.params):
             raise ValueError(f"{type(self).__name__}: a parameter appears more than once in the parameter list")
-        self.lr = check_positive("lr", lr)
+        self.lr = check("lr", lr)
         self.n_elements = sum(p.size for p in self.params)
         self.step_count = 0
         self.state: list[dict[str, Any]] = [{} for _ in self.params]

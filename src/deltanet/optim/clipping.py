@@ -6,8 +6,8 @@ import math
 from collections.abc import Iterable
 
 from .. import accel, backend
+from ..constraints import check
 from ..parameter import Parameter
-from .base import check_positive
 
 
 def grad_norm(params: Iterable[Parameter]) -> float:
@@ -57,7 +57,7 @@ def clip_grad_norm(params: Iterable[Parameter], max_norm: float, *, norm: float 
     ----------
     Pascanu, Mikolov & Bengio (2013), "On the difficulty of training recurrent neural networks", ICML.
     """
-    tau = check_positive("max_norm", max_norm)
+    tau = check("clip_norm", max_norm, "max_norm")
     params = list(params)
     if norm is None:
         norm = grad_norm(params)

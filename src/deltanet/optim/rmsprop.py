@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..constraints import check
 from ..parameter import Parameter
 from . import rules
-from .base import Optimizer, check_positive, check_unit_interval
+from .base import Optimizer
 
 
 class RMSprop(Optimizer):
@@ -22,7 +23,7 @@ class RMSprop(Optimizer):
         Smoothing constant rho in [0, 1) of the running average of squared gradients
         (named ``alpha`` as in PyTorch; the learning rate is ``lr``).
     eps : float
-        epsilon (>= 0), added to the root mean square.
+        epsilon (> 0), added to the root mean square.
     momentum : float
         Momentum factor mu in [0, 1).
     weight_decay : float
@@ -65,10 +66,10 @@ class RMSprop(Optimizer):
     def __init__(self, params: Iterable[Parameter], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  momentum: float = 0.0, weight_decay: float = 0.0, centered: bool = False, *, fused: bool = True) -> None:
         super().__init__(params, lr, fused=fused)
-        self.alpha = check_unit_interval("alpha", alpha)
-        self.eps = check_positive("eps", eps, allow_zero=True)
-        self.momentum = check_unit_interval("momentum", momentum)
-        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+        self.alpha = check("rho", alpha, "alpha")
+        self.eps = check("eps", eps)
+        self.momentum = check("momentum", momentum)
+        self.weight_decay = check("weight_decay", weight_decay)
         self.centered = bool(centered)
 
     def hyperparameters(self) -> dict[str, Any]:

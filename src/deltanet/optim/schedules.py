@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..constraints import check
 from .base import Optimizer, check_int, check_positive, check_unit_interval
 
 
@@ -114,8 +115,8 @@ class StepLR(Schedule):
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         super().__init__(optimizer)
-        self.step_size = check_int("step_size", step_size, minimum=1)
-        self.gamma = check_unit_interval("gamma", gamma, open_left=True, closed_right=True)
+        self.step_size = check("step_size", step_size)
+        self.gamma = check("gamma", gamma)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"step_size": self.step_size, "gamma": self.gamma}
@@ -136,7 +137,7 @@ class ExponentialLR(Schedule):
 
     def __init__(self, optimizer: Optimizer, gamma: float) -> None:
         super().__init__(optimizer)
-        self.gamma = check_unit_interval("gamma", gamma, open_left=True, closed_right=True)
+        self.gamma = check("gamma", gamma)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"gamma": self.gamma}
@@ -220,7 +221,7 @@ class ReduceLROnPlateau(Schedule):
         super().__init__(optimizer)
         self.factor = check_unit_interval("factor", factor, open_left=True)
         self.patience = check_int("patience", patience)
-        self.min_delta = check_positive("min_delta", min_delta, allow_zero=True)
+        self.min_delta = check("min_delta", min_delta)
         self.min_lr = check_positive("min_lr", min_lr, allow_zero=True)
         self.cooldown = check_int("cooldown", cooldown)
         if mode not in ("min", "max"):
@@ -406,6 +407,7 @@ def get_schedule(name: str, optimizer: Optimizer, *, warmup_epochs: int = 0, sta
     --------
     >>> get_schedule("cosine", opt, epochs=50, warmup_epochs=5)      # doctest: +SKIP
     """
+    warmup_epochs = check("warmup_epochs", warmup_epochs)
     key = str(name).lower()
     cls = SCHEDULES.get(key)
     if cls is None:
@@ -419,7 +421,7 @@ def get_schedule(name: str, optimizer: Optimizer, *, warmup_epochs: int = 0, sta
     except TypeError as exc:
         if not isinstance(optimizer, Optimizer):
             raise
-        raise TypeError(f"schedule {name!r} ({cls.__name__}): {exc}") from exc
+        raise type(exc)(f"schedule {name!r} ({cls.__name__}): {exc}") from exc   # a ParameterTypeError stays one
     if warmup_epochs:
         schedule = LinearWarmup(schedule, warmup_epochs, start_factor=start_factor, per_batch=per_batch,
                                 steps_per_epoch=steps_per_epoch)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..constraints import check
 from ..parameter import Parameter
 from . import rules
-from .base import Optimizer, check_positive, check_unit_interval
+from .base import Optimizer
 
 
 class SGD(Optimizer):
@@ -59,11 +60,11 @@ class SGD(Optimizer):
     def __init__(self, params: Iterable[Parameter], lr: float = 0.01, momentum: float = 0.0,
                  nesterov: bool = False, weight_decay: float = 0.0, *, fused: bool = True) -> None:
         super().__init__(params, lr, fused=fused)
-        self.momentum = check_unit_interval("momentum", momentum)
-        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
-        if nesterov and self.momentum == 0:
+        self.momentum = check("momentum", momentum)
+        self.weight_decay = check("weight_decay", weight_decay)
+        self.nesterov = check("nesterov", nesterov)
+        if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
-        self.nesterov = bool(nesterov)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov, "weight_decay": self.weight_decay}

@@ -35,7 +35,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     hidden_layer_sizes : int or tuple of int, default=(100,)
         Width of each hidden layer; ``()`` gives a linear model.
     activation : {"identity", "logistic", "tanh", "relu", "leaky_relu"}, default="relu"
-        Hidden activation (``leaky_relu`` has slope 0.01 for negative inputs).
+        Hidden activation (``leaky_relu`` has slope 0.01 for negative inputs; ``sigmoid`` is
+        accepted as another name of ``logistic``).
     solver : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
         Optimizer; every solver trains on shuffled mini-batches.
     alpha : float, default=1e-4
@@ -52,7 +53,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         each time ``n_iter_no_change`` epochs pass without an improvement of
         ``tol`` (and stops once it is at or below 1e-6); ``cosine`` anneals it
         to 0 over ``max_iter`` epochs.
-    learning_rate_init : float, default=1e-3
+    learning_rate_init : float > 0, default=1e-3
         Initial step size.
     power_t : float, default=0.5
         Exponent of ``invscaling``.
@@ -73,7 +74,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     warm_start : bool, default=False
         ``fit`` continues from the fitted network instead of starting anew (a
         fresh optimizer, the same weights).
-    momentum : float in [0, 1], default=0.9
+    momentum : float in [0, 1), default=0.9
         Momentum of ``sgd``.
     nesterovs_momentum : bool, default=True
         Nesterov momentum for ``sgd`` (when ``momentum > 0``).
@@ -81,11 +82,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Hold out ``validation_fraction`` of the data (stratified), score it
         (accuracy) after each epoch, stop when it stops improving and keep the
         weights of the best epoch.
-    validation_fraction : float in (0, 1), default=0.1
-        Held-out fraction for ``early_stopping``.
+    validation_fraction : float in [0, 1), default=0.1
+        Held-out fraction for ``early_stopping`` (which needs it > 0).
     beta_1, beta_2 : float in [0, 1), default=0.9, 0.999
         Decay rates of the moment estimates of ``adam`` / ``adamw``.
-    epsilon : float, default=1e-8
+    epsilon : float > 0, default=1e-8
         Stabilizer of ``adam`` / ``adamw`` / ``rmsprop``.
     n_iter_no_change : int or numpy.inf, default=10
         Epochs without an improvement of ``tol`` before stopping.

@@ -12,6 +12,7 @@ from typing import Any
 import numpy
 
 from .. import backend
+from ..constraints import check
 from ..inference import model_dtype, prepare_inputs
 from ..modules.base import Module, check_finite
 from ..modules.layernorm import LayerNorm
@@ -173,6 +174,7 @@ def prepare_fit_data(model: Module, X: Any, y: Any, task: str, *, validation_dat
     ``validation_fraction`` holds out that fraction of ``(X, y)`` instead, stratified by class for
     classification, drawn from ``split_seed`` (the same split every time).
     """
+    validation_fraction = 0.0 if validation_fraction is None else check("validation_fraction", validation_fraction)
     train = prepare_data(model, X, y, task, sample_weight)
     if validation_data is not None and validation_fraction:
         raise ValueError("pass validation_data or validation_fraction, not both")
@@ -186,7 +188,7 @@ def prepare_fit_data(model: Module, X: Any, y: Any, task: str, *, validation_dat
         return train, val
     if validation_fraction:
         split_rng = numpy.random.Generator(numpy.random.PCG64(split_seed))
-        tr, va = validation_split(train.y, float(validation_fraction), split_rng, stratify=task == "classification")
+        tr, va = validation_split(train.y, validation_fraction, split_rng, stratify=task == "classification")
         return train.take(tr), train.take(va)
     return train, None
 

@@ -15,21 +15,12 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from .. import backend
+from ..constraints import check
 from .callbacks import Callback
 
 if TYPE_CHECKING:
     from .history import History
     from .trainer import Trainer
-
-
-def _threshold(name: str, value: float) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number, got {value!r}") from exc
-    if not v > 0 or math.isinf(v):
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return v
 
 
 class LossThreshold(Callback):
@@ -43,7 +34,7 @@ class LossThreshold(Callback):
     reason = "loss_threshold"
 
     def __init__(self, threshold: float, monitor: str = "train_loss") -> None:
-        self.threshold = _threshold("stop_loss_below", threshold)
+        self.threshold = check("loss_below", threshold, "stop_loss_below")
         if monitor not in ("train_loss", "val_loss"):
             raise ValueError(f"LossThreshold: monitor must be 'train_loss' or 'val_loss', got {monitor!r}")
         self.monitor = monitor
@@ -71,7 +62,7 @@ class GradNormThreshold(Callback):
     reason = "grad_norm_threshold"
 
     def __init__(self, threshold: float) -> None:
-        self.threshold = _threshold("stop_grad_norm_below", threshold)
+        self.threshold = check("grad_norm_below", threshold, "stop_grad_norm_below")
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None:
         value = record.get("grad_norm")
@@ -115,16 +106,15 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
                  restore_best: bool = True, mode: str = "min") -> None:
-        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
-            raise ValueError(f"EarlyStopping: patience must be a positive int, got {patience!r}")
-        if not float(min_delta) >= 0:
-            raise ValueError(f"EarlyStopping: min_delta must be >= 0, got {min_delta}")
+        patience = check("patience", patience, "EarlyStopping: patience")
+        min_delta = check("min_delta", min_delta, "EarlyStopping: min_delta")
+        restore_best = check("restore_best", restore_best, "EarlyStopping: restore_best")
         if mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping: mode must be 'min' or 'max', got {mode!r}")
         self.monitor = monitor
         self.patience = patience
-        self.min_delta = float(min_delta)
-        self.restore_best = bool(restore_best)
+        self.min_delta = min_delta
+        self.restore_best = restore_best
         self.mode = mode
         self._reset()
 

@@ -33,13 +33,13 @@ from typing import Any
 import numpy
 
 from .. import accel, backend
+from ..constraints import CONSTRAINTS, Nullable, check
 from ..errors import NonFiniteError
 from ..inference import predict
 from ..losses import Loss, get_loss
 from ..modules.base import Module
 from ..modules.normalization import BatchNorm
 from ..optim import Optimizer, clip_grad_norm
-from ..optim.base import check_int, check_positive
 from ..optim.clipping import grad_norm
 from ..optim.schedules import Schedule
 from ..parameter import Parameter
@@ -195,18 +195,16 @@ class Trainer:
             raise ValueError("Trainer: the model has no trainable parameters")
         self.loss: Loss = get_loss(loss)
         self.task: str = check_task(task, self.loss)
-        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.batch_size = check("batch_size", batch_size)
         self.batch_norm = any(isinstance(m, BatchNorm) for m in model.modules())
         builders.check_batch_norm_batch(self.batch_size, self.batch_norm)
-        self.epochs = check_int("epochs", epochs, minimum=1)
-        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, minimum=1)
-        self.l2 = check_positive("l2", l2, allow_zero=True)
-        self.clip_norm = None if clip_norm is None else check_positive("clip_norm", clip_norm)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)) or seed < 0):
-            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
-        self.seed = None if seed is None else int(seed)
+        self.epochs = check("epochs", epochs)
+        self.eval_batch_size = check("eval_batch_size", eval_batch_size)
+        self.l2 = check("l2", l2)
+        self.clip_norm = Nullable(CONSTRAINTS["clip_norm"]).check("clip_norm", clip_norm)
+        self.seed = Nullable(CONSTRAINTS["seed"]).check("seed", seed)
         self.record_layers = bool(record_layers)
-        self.shuffle = bool(shuffle)
+        self.shuffle = check("shuffle", shuffle)
         if on_divergence not in ("stop", "raise"):
             raise ValueError(f"on_divergence must be 'stop' or 'raise', got {on_divergence!r}")
         self.on_divergence = on_divergence
@@ -466,7 +464,7 @@ class Trainer:
 
     def predict(self, X: Any, batch_size: int | None = None) -> Any:
         """The model's outputs (logits for the fused losses) in eval mode, computed ``batch_size`` rows at a time."""
-        return predict(self.model, X, check_int("batch_size", batch_size or self.eval_batch_size, minimum=1))
+        return predict(self.model, X, self.eval_batch_size if batch_size is None else check("eval_batch_size", batch_size, "batch_size"))
 
     def predict_proba(self, X: Any, batch_size: int | None = None) -> Any:
         """Class probabilities: softmax of the logits (classification) or sigmoid per label (multilabel)."""
