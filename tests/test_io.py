@@ -100,6 +100,33 @@ def test_reads_a_file_written_by_the_safetensors_package(tmp_path, saved):
     np.testing.assert_array_equal(dn.load(other).forward(x), net.forward(x))
 
 
+def test_weights_load_into_an_equivalent_pytorch_module_by_name(tmp_path):
+    """The README's snippet ("Using a deltanet model elsewhere"), step for step."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("safetensors")
+    from safetensors.torch import load_file
+
+    net = dn.mlp([4, 16, 16, 3], batch_norm=True, rng=0)
+    net.forward(np.random.default_rng(0).normal(size=(64, 4)), training=True)   # running statistics away from 0 and 1
+    path = tmp_path / "model.safetensors"
+    dn.save(net, path)
+    X = np.random.default_rng(1).normal(size=(8, 4)).astype(np.float32)
+
+    tensors = load_file(str(path))
+    state = {name.replace(".gamma", ".weight").replace(".beta", ".bias"): t for name, t in tensors.items()}
+    torch_net = torch.nn.Sequential(
+        torch.nn.Linear(4, 16, bias=False), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+        torch.nn.Linear(16, 16, bias=False), torch.nn.BatchNorm1d(16), torch.nn.ReLU(),
+        torch.nn.Linear(16, 3),
+    )
+    result = torch_net.load_state_dict(state, strict=False)
+    assert not result.unexpected_keys and all(k.endswith("num_batches_tracked") for k in result.missing_keys)
+    torch_net.eval()
+    with torch.no_grad():
+        logits = torch_net(torch.from_numpy(X)).numpy()
+    assert np.max(np.abs(logits - dn.predict(dn.load(path), X))) <= 1e-5
+
+
 def test_tensor_container_round_trip(tmp_path):
     tensors = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "step": np.array(7, dtype=np.int64),
                "empty": np.zeros((0, 4)), "v": np.linspace(0, 1, 5)}

@@ -13,3 +13,7 @@ class NonFiniteError(ValueError):
 
 class GradcheckError(AssertionError):
     """A gradient check found an analytical gradient that disagrees with finite differences."""
+
+
+class ExportError(ValueError):
+    """A model, or a part of it, cannot be written in another format (ONNX): the message names the module."""
