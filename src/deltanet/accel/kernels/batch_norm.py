@@ -34,47 +34,87 @@ from numba import prange
 from . import compiled
 
 
-def _forward(xt, yt, gamma, beta, eps, one, mean, inv_std, var):                   # pragma: no cover - compiled
-    d, n = xt.shape
-    for j in prange(d):
-        s = 0.0
-        for i in range(n):
-            s += xt[j, i]
-        mu64 = s / n
-        q = 0.0
-        for i in range(n):
-            c = xt[j, i] - mu64
-            q += c * c
-        mean[j] = mu64                                  # stored in the dtype: the statistics the reference keeps
-        var[j] = q / n
-        mu = mean[j]
-        r = one / np.sqrt(var[j] + eps)                 # 1 / sqrt(var + eps) in the dtype, as the reference
-        inv_std[j] = r
-        g, b = gamma[j], beta[j]
-        for i in range(n):
-            yt[j, i] = (xt[j, i] - mu) * r * g + b
+@compiled.inline
+def _forward_feature(j, xt, yt, gamma, beta, eps, one, mean, inv_std, var):        # pragma: no cover - compiled
+    n = xt.shape[1]
+    m = n - n % 4
+    s0 = s1 = s2 = s3 = 0.0                         # four partial sums: independent chains the CPU overlaps
+    for i in range(0, m, 4):
+        s0 += xt[j, i]
+        s1 += xt[j, i + 1]
+        s2 += xt[j, i + 2]
+        s3 += xt[j, i + 3]
+    for i in range(m, n):
+        s0 += xt[j, i]
+    mu64 = ((s0 + s1) + (s2 + s3)) / n
+    q0 = q1 = q2 = q3 = 0.0
+    for i in range(0, m, 4):
+        c0, c1, c2, c3 = xt[j, i] - mu64, xt[j, i + 1] - mu64, xt[j, i + 2] - mu64, xt[j, i + 3] - mu64
+        q0 += c0 * c0
+        q1 += c1 * c1
+        q2 += c2 * c2
+        q3 += c3 * c3
+    for i in range(m, n):
+        c = xt[j, i] - mu64
+        q0 += c * c
+    q = (q0 + q1) + (q2 + q3)
+    mean[j] = mu64                                  # stored in the dtype: the statistics the reference keeps
+    var[j] = q / n
+    mu = mean[j]
+    r = one / np.sqrt(var[j] + eps)                 # 1 / sqrt(var + eps) in the dtype, as the reference
+    inv_std[j] = r
+    g, b = gamma[j], beta[j]
+    for i in range(n):
+        yt[j, i] = (xt[j, i] - mu) * r * g + b
 
 
-def _backward(gt, xt, gamma, mean, inv_std, nn, dxt, sum_g, sum_g_xhat):         # pragma: no cover - compiled
-    d, n = xt.shape
-    for j in prange(d):
-        mu, r = mean[j], inv_std[j]
-        sg = 0.0
-        sgx = 0.0
-        for i in range(n):
-            gi = gt[j, i]
-            sg += gi
-            sgx += gi * ((xt[j, i] - mu) * r)
-        sum_g[j] = sg
-        sum_g_xhat[j] = sgx
-        sg_t, sgx_t = sum_g[j], sum_g_xhat[j]
-        c = gamma[j] * r / nn
-        for i in range(n):
-            dxt[j, i] = (gt[j, i] * nn - sg_t - ((xt[j, i] - mu) * r) * sgx_t) * c
+@compiled.inline
+def _backward_feature(j, gt, xt, gamma, mean, inv_std, nn, dxt, sum_g, sum_g_xhat):  # pragma: no cover - compiled
+    n = xt.shape[1]
+    m = n - n % 2
+    mu, r = mean[j], inv_std[j]
+    sg0 = sg1 = sgx0 = sgx1 = 0.0                   # two partial sums each: independent chains
+    for i in range(0, m, 2):
+        g0, g1 = gt[j, i], gt[j, i + 1]
+        sg0 += g0
+        sg1 += g1
+        sgx0 += g0 * ((xt[j, i] - mu) * r)
+        sgx1 += g1 * ((xt[j, i + 1] - mu) * r)
+    for i in range(m, n):
+        gi = gt[j, i]
+        sg0 += gi
+        sgx0 += gi * ((xt[j, i] - mu) * r)
+    sum_g[j] = sg0 + sg1
+    sum_g_xhat[j] = sgx0 + sgx1
+    sg_t, sgx_t = sum_g[j], sum_g_xhat[j]
+    c = gamma[j] * r / nn
+    for i in range(n):
+        dxt[j, i] = (gt[j, i] * nn - sg_t - ((xt[j, i] - mu) * r) * sgx_t) * c
 
 
-_forward_parallel, _forward_serial = compiled.parallel(_forward), compiled.serial(_forward)
-_backward_parallel, _backward_serial = compiled.parallel(_backward), compiled.serial(_backward)
+# the same per-feature code driven by a parallel and by a serial loop (two functions: one cache entry each)
+@compiled.parallel
+def _forward_parallel(xt, yt, gamma, beta, eps, one, mean, inv_std, var):         # pragma: no cover - compiled
+    for j in prange(xt.shape[0]):
+        _forward_feature(j, xt, yt, gamma, beta, eps, one, mean, inv_std, var)
+
+
+@compiled.serial
+def _forward_serial(xt, yt, gamma, beta, eps, one, mean, inv_std, var):           # pragma: no cover - compiled
+    for j in range(xt.shape[0]):
+        _forward_feature(j, xt, yt, gamma, beta, eps, one, mean, inv_std, var)
+
+
+@compiled.parallel
+def _backward_parallel(gt, xt, gamma, mean, inv_std, nn, dxt, sum_g, sum_g_xhat):  # pragma: no cover - compiled
+    for j in prange(xt.shape[0]):
+        _backward_feature(j, gt, xt, gamma, mean, inv_std, nn, dxt, sum_g, sum_g_xhat)
+
+
+@compiled.serial
+def _backward_serial(gt, xt, gamma, mean, inv_std, nn, dxt, sum_g, sum_g_xhat):    # pragma: no cover - compiled
+    for j in range(xt.shape[0]):
+        _backward_feature(j, gt, xt, gamma, mean, inv_std, nn, dxt, sum_g, sum_g_xhat)
 
 
 def takes(x: Any) -> bool:

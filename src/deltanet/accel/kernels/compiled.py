@@ -24,8 +24,9 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 #: Serializes calls of the parallel kernels (the work queue takes one caller at a time).
 LOCK = threading.Lock()
-#: Elementwise kernels take their parallel build from this many elements on.
-PARALLEL_MIN_SIZE = 1 << 15
+#: Elementwise kernels take their parallel build from this many elements on: a parallel launch costs about as
+#: much as a serial pass over 200,000 float32 here (benchmarks/results/kernels.md).
+PARALLEL_MIN_SIZE = 1 << 20
 
 parallel = numba.njit(parallel=True, cache=True)
 serial = numba.njit(cache=True)

@@ -24,24 +24,32 @@ from ...modules.dropout import GAMMA, MIX1, MIX2
 from . import compiled
 
 
-def _apply(x, out, key, threshold, scale, stride_a, stride_b):                      # pragma: no cover - compiled
-    """``out = x * mask`` over a C-contiguous 2-D view; element ``(a, b)`` has row-major index ``a sa + b sb``."""
-    n_a, n_b = x.shape
+@compiled.inline
+def _apply_row(a, x, out, key, threshold, scale, stride_a, stride_b):               # pragma: no cover - compiled
+    """Row ``a`` of ``out = x * mask`` (C-contiguous 2-D views); element ``(a, b)`` has row-major index ``a sa + b sb``."""
     gamma, mix1, mix2 = np.uint64(GAMMA), np.uint64(MIX1), np.uint64(MIX2)
     zero = scale * 0
-    for a in prange(n_a):
-        base = np.uint64(a) * np.uint64(stride_a) + np.uint64(1)
-        for b in range(n_b):
-            z = (base + np.uint64(b) * np.uint64(stride_b)) * gamma + key          # key + (i + 1) gamma
-            z = (z ^ (z >> np.uint64(30))) * mix1
-            z = (z ^ (z >> np.uint64(27))) * mix2
-            z = z ^ (z >> np.uint64(31))
-            keep = (z >> np.uint64(40)) >= threshold
-            out[a, b] = x[a, b] * (scale if keep else zero)
+    base = np.uint64(a) * np.uint64(stride_a) + np.uint64(1)
+    for b in range(x.shape[1]):
+        z = (base + np.uint64(b) * np.uint64(stride_b)) * gamma + key              # key + (i + 1) gamma
+        z = (z ^ (z >> np.uint64(30))) * mix1
+        z = (z ^ (z >> np.uint64(27))) * mix2
+        z = z ^ (z >> np.uint64(31))
+        keep = (z >> np.uint64(40)) >= threshold
+        out[a, b] = x[a, b] * (scale if keep else zero)
 
 
-_apply_parallel = compiled.parallel(_apply)
-_apply_serial = compiled.serial(_apply)
+# the same row code driven by a parallel and by a serial loop (two functions: one cache entry each)
+@compiled.parallel
+def _apply_parallel(x, out, key, threshold, scale, stride_a, stride_b):            # pragma: no cover - compiled
+    for a in prange(x.shape[0]):
+        _apply_row(a, x, out, key, threshold, scale, stride_a, stride_b)
+
+
+@compiled.serial
+def _apply_serial(x, out, key, threshold, scale, stride_a, stride_b):              # pragma: no cover - compiled
+    for a in range(x.shape[0]):
+        _apply_row(a, x, out, key, threshold, scale, stride_a, stride_b)
 
 
 def _plain_2d(x: Any) -> tuple[Any, int, int] | None:
