@@ -39,9 +39,9 @@ def default_init(activation: str) -> str:
 
 def mlp(sizes: list[int], activation: str = "relu", *, dropout: float = 0.0, batch_norm: bool = False,
         init: str | None = None, output_init: str = "xavier_normal", leaky_alpha: float = 0.01,
-        rng: Any = None, dtype: Any = None) -> Sequential:
-    """A plain MLP: ``Linear -> [BatchNorm] -> activation -> [Dropout]`` per hidden layer, then a
-    final ``Linear`` producing logits (pair it with a fused loss such as
+        rng: Any = None, dtype: Any = None, input_dropout: float = 0.0) -> Sequential:
+    """A plain MLP: ``[Dropout] ->`` then ``Linear -> [BatchNorm] -> activation -> [Dropout]`` per hidden
+    layer, then a final ``Linear`` producing logits (pair it with a fused loss such as
     :class:`~deltanet.losses.SoftmaxCrossEntropy`).
 
     Parameters
@@ -52,6 +52,9 @@ def mlp(sizes: list[int], activation: str = "relu", *, dropout: float = 0.0, bat
         One of ``relu``, ``leaky_relu``, ``tanh``, ``sigmoid`` (``logistic``), ``identity``.
     dropout : float
         Dropout rate after each hidden activation (0 disables).
+    input_dropout : float
+        Dropout rate of the input features, before the first layer (0 disables; Srivastava et al.,
+        2014, drop 20% of an image's pixels and half of the hidden units).
     batch_norm : bool
         Batch normalization between each hidden ``Linear`` and its activation.
     init : str, optional
@@ -67,11 +70,14 @@ def mlp(sizes: list[int], activation: str = "relu", *, dropout: float = 0.0, bat
         valid = sorted(k for k in ACTIVATIONS if k != "softmax")
         raise ValueError(f"unknown hidden activation {activation!r}; choose one of: {', '.join(valid)}")
     dropout = check("dropout", dropout)
+    input_dropout = check("dropout", input_dropout, "input_dropout")
     batch_norm = check("batch_norm", batch_norm)
     gen = backend.make_rng(rng)
     dtype = backend.resolve_dtype(dtype)
     init = init or default_init(activation)
     layers: list[Module] = []
+    if input_dropout > 0:
+        layers.append(Dropout(input_dropout, rng=gen.spawn(1)[0]))
     for d_prev, d in zip(sizes[:-2], sizes[1:-1], strict=True):
         layers.append(Linear(d_prev, d, bias=not batch_norm, init=init, rng=gen, dtype=dtype))
         if batch_norm:

@@ -188,13 +188,14 @@ class ModelConfig:
         "hidden_sizes", f"hidden layer widths (default {DEFAULT_HIDDEN} unless layers is given)", nullable=True))
     activation: str = field(default="relu", metadata=_shared("activation", "hidden activation"))
     dropout: float = field(default=0.2, metadata=_shared("dropout", "dropout rate after each hidden activation"))
+    input_dropout: float = field(default=0.0, metadata=_shared("dropout", "dropout rate of the input features"))
     batch_norm: bool = field(default=False, metadata=_shared("batch_norm", "batch normalization before each hidden activation"))
     init: str | None = field(default=None, metadata=_shared(
         "init", "hidden weight initializer (default: He for ReLU, Xavier otherwise)", nullable=True))
     dtype: str = field(default="float32", metadata=_shared("dtype", "parameter dtype"))
 
     #: Keys of the short form (not allowed together with an explicit layer list).
-    SHORT_FORM = ("hidden", "activation", "dropout", "batch_norm", "init", "dtype")
+    SHORT_FORM = ("hidden", "activation", "dropout", "input_dropout", "batch_norm", "init", "dtype")
 
     @property
     def explicit(self) -> bool:

@@ -278,7 +278,7 @@ def build_model(model: ModelConfig, n_in: int, n_out: int, seed: int) -> Module:
         sizes = [n_in, *model.hidden_sizes(n_in, n_out), n_out]
         check_memory(parameter_count(sizes, model.batch_norm), model.dtype)
         return mlp(sizes, model.activation, dropout=model.dropout, batch_norm=model.batch_norm, init=model.init,
-                   rng=seed, dtype=model.dtype)
+                   rng=seed, dtype=model.dtype, input_dropout=model.input_dropout)
     layers = _seed_layers(copy.deepcopy(model.layers), numpy.random.default_rng(seed))
     try:
         net = build({"type": "Sequential", "layers": layers})
