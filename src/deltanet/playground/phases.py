@@ -60,30 +60,33 @@ def _forward(s: Any) -> list[str]:
     lines = []
     for i, lay in enumerate(s.layers):
         z = _np(s.probe.output(lay.linear))
-        h_prev = _layer_input(s, i)
-        if s.before is not None:      # after the update: the weights the forward pass used
-            W, bias = s.before[i], s.before_bias[i]
-        else:
-            W, bias = _np(lay.linear.weight.value), lay.linear.bias.value if lay.linear.bias is not None else None
-        b = float(_np(bias)[0]) if bias is not None else 0.0
         l = lay.index
-        if i == 0 or lay.is_output:
+        if i == 0 or lay.is_output:          # the first and the last layer: the sum written out
+            h_prev = _layer_input(s, i)
+            if s.before is not None:         # after the update: the weights the forward pass used
+                W, bias = s.before[i], s.before_bias[i]
+            else:
+                W, bias = _np(lay.linear.weight.value), lay.linear.bias.value if lay.linear.bias is not None else None
+            b = float(_np(bias)[0]) if bias is not None else 0.0
             k = W.shape[1]
             terms = " + ".join(f"{n(W[0, j])}*{n(h_prev[0, j])}" for j in range(min(k, 4))) + (" + ..." if k > 4 else "")
             lines.append(f"z_{l}[1] = W_{l}[1,:] h_{l - 1} + b_{l}[1] = {terms} + {n(b)} = {n(z[0, 0])}")
-        else:
-            lines.append(f"z_{l}[1] = {n(z[0, 0])}")
         if lay.is_output:
             lines.append(f"z_{l} (the network's output, sample 1) = {vec(z[0])}")
             continue
         a = _np(s.probe.output(lay.activation))
         f = _act(lay.activation_name)
-        arg = f"BN(z_{l}[1]) = {n(_np(s.probe.output(lay.norm))[0, 0])}" if lay.norm is not None else f"z_{l}[1]"
-        text = f"h_{l}[1] = {f}({arg}) = {n(a[0, 0])}"
+        if lay.norm is not None:
+            bn = n(_np(s.probe.output(lay.norm))[0, 0])
+            text = f"BN(z_{l})[1] = {bn},  h_{l}[1] = {f}({bn}) = {n(a[0, 0])}"
+        else:
+            text = f"h_{l}[1] = {f}(z_{l}[1]) = {n(a[0, 0])}"
+        if i > 0:
+            text = f"z_{l}[1] = {n(z[0, 0])},  " + text
         if lay.residual is not None:
-            text += f";  + h_{l - 1}[1] (residual) = {n(_np(s.probe.output(lay.residual))[0, 0])}"
+            text += f",  + h_{l - 1}[1] (skip) = {n(_np(s.probe.output(lay.residual))[0, 0])}"
         if lay.dropout is not None:
-            text += f";  dropout: {n(_np(s.probe.output(lay.dropout))[0, 0])}"
+            text += f",  after dropout {n(_np(s.probe.output(lay.dropout))[0, 0])}"
         lines.append(text)
     return lines
 
@@ -99,7 +102,8 @@ def _loss(s: Any) -> list[str]:
         cls = int(t[0])
         onehot = numpy.zeros_like(y)
         onehot[cls] = 1.0
-        lines.append(f"B = {B};  sample 1: y = softmax(z_L) = {vec(y)},  t = class {cls + 1},  -log y[t] = {n(-numpy.log(y[cls]))}")
+        name = s.data.class_names[cls] if s.data.class_names else cls
+        lines.append(f"B = {B};  sample 1: y = softmax(z_L) = {vec(y)},  t = class {name},  -log y[t] = {n(-numpy.log(y[cls]))}")
         lines.append(f"L = {n(s.batch_loss)} (mean over the batch)")
         lines.append(f"delta_L[1] = (y - t) / B = ({vec(y)} - {vec(onehot)}) / {B} = {vec(d[0])}")
     else:
@@ -135,8 +139,11 @@ def _backward(s: Any) -> list[str]:
         delta = _np(s.probe.delta(lay.linear))[0, 0]
         plain = lay.residual is None and lay.dropout is None
         incoming = f"(W_{l + 1}^T delta_{l + 1})[1]" if plain else f"dL/dh_{l}[1]"
-        text = f"delta_{l}[1] = f'(z_{l}[1]) * {incoming} = {n(fp)} * {n(dh)}"
-        text += f" = {n(delta)}" if lay.norm is None else f"; through batch norm's backward: delta_{l}[1] = {n(delta)}"
+        if lay.norm is None:
+            text = f"delta_{l}[1] = f'(z_{l}[1]) * {incoming} = {n(fp)} * {n(dh)} = {n(delta)}"
+        else:
+            text = (f"dL/dBN(z_{l})[1] = f'(BN(z_{l})[1]) * {incoming} = {n(fp)} * {n(dh)} = {n(fp * dh)};  through batch "
+                    f"norm's backward (it mixes the batch): delta_{l}[1] = {n(delta)}")
         lines.append(text)
         del above
     means = [float(numpy.abs(_np(s.probe.delta(lay.linear))).mean()) for lay in s.layers]
