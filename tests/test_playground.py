@@ -287,8 +287,10 @@ def test_the_page_trains_and_shows_the_models_numbers(server, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 860})
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(server.url + "#hidden=8,8,6&activations=tanh,tanh,tanh&dataset=spiral")
+            page.goto(server.url + "#dataset=spiral&hidden=8,8,6&activations=tanh,tanh,tanh&batch_size=12")
             page.wait_for_function("document.getElementById('test-loss').dataset.value > 0")
+            page.wait_for_function("document.getElementById('batch-size-out').textContent === '12'")
+            assert server.session.config["batch_size"] == 12                     # the settings in the URL hash
             first = page.text_content("#test-loss")
             page.click("#play")
             page.wait_for_function("Number(document.body.dataset.step) > 2500", timeout=15000)
@@ -305,7 +307,7 @@ def test_the_page_trains_and_shows_the_models_numbers(server, tmp_path):
             assert float(page.text_content("#test-loss")) == pytest.approx(shown, rel=1e-3)   # its text, rounded
             assert state["metrics"]["train_accuracy"] > 0.8                     # the spiral is being learned
             assert page.locator("#nodes .node.hidden").count() == 22 and page.locator("#links path").count() == 2 * 8 + 8 * 8 + 8 * 6 + 6 * 2
-            assert "hidden=8%2C8%2C6" in page.url and "view=forward" in page.url
+            assert "hidden=8%2C8%2C6" in page.url and "batch_size=12" in page.url and "view=forward" in page.url
             _screenshot(page, tmp_path, "playground.png")
 
             page.click("#view-backward")

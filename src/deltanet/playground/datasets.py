@@ -25,6 +25,7 @@ from typing import Any
 import numpy
 
 from ..data import Standardizer, load_csv, make_blobs, make_circles, make_spiral, make_xor, train_val_test_split
+from ..io import atomic_write
 
 #: Classification sets (softmax + cross-entropy), regression sets (mean squared error), and the uploaded one.
 CLASSIFICATION = ("circle", "xor", "gauss", "spiral")
@@ -68,15 +69,14 @@ def read_csv_upload(text: str, name: str = "upload.csv") -> Uploaded:
     The file goes through :func:`deltanet.data.load_csv`, the reader of ``deltanet train --data FILE.csv``:
     text labels and integer values are classes, other numbers regression targets.
     """
-    fd, path = tempfile.mkstemp(suffix=".csv", prefix="deltanet-playground-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with tempfile.TemporaryDirectory(prefix="deltanet-playground-") as tmp:
+        path = os.path.join(tmp, "upload.csv")
+        with atomic_write(path, "w", encoding="utf-8") as f:
             f.write(text)
-        table = load_csv(path)
-    except ValueError as exc:     # the reader's message names the temporary path: name the upload instead
-        raise ValueError(str(exc).replace(path, name)) from None
-    finally:
-        os.unlink(path)
+        try:
+            table = load_csv(path)
+        except ValueError as exc:     # the reader's message names the temporary path: name the upload instead
+            raise ValueError(str(exc).replace(path, name)) from None
     if table.X.shape[1] != 2:
         raise ValueError(f"{name}: the playground needs exactly 2 feature columns and a target column (the last); "
                          f"got features {table.feature_names}")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import tempfile
 import threading
 import time
 from http import HTTPStatus
@@ -285,32 +284,15 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _model_file(self) -> None:
-        fd, path = tempfile.mkstemp(suffix=".safetensors", prefix="deltanet-playground-")
-        os.close(fd)
         try:
-            self.server.session.save_model(path)
-            with open(path, "rb") as f:
-                body = f.read()
-        except ValueError as exc:
+            body = self.server.session.model_bytes()
+        except ValueError as exc:            # diverged weights cannot be saved
             return self._error(HTTPStatus.CONFLICT, str(exc))
-        finally:
-            os.unlink(path)
         self._send(200, body, "application/octet-stream",
                    {"Content-Disposition": 'attachment; filename="playground.safetensors"'})
 
     def _load_model(self, body: bytes) -> None:
-        if not body:
-            raise ValueError("no model file in the request")
-        fd, path = tempfile.mkstemp(suffix=".safetensors", prefix="deltanet-playground-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(body)
-            try:
-                self.server.session.load_model(path)
-            except ValueError as exc:
-                raise ValueError(str(exc).replace(path, self.headers.get("X-Filename") or "the model file")) from None
-        finally:
-            os.unlink(path)
+        self.server.session.load_model_bytes(body, os.path.basename(self.headers.get("X-Filename") or "the model file"))
 
 
 def start(port: int = DEFAULT_PORT, session: Session | None = None) -> tuple[PlaygroundServer, threading.Thread]:

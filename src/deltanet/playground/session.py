@@ -29,6 +29,8 @@ to the weight gradients after the backward pass (lambda sum |W| in the objective
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import threading
 import time
 from typing import Any
@@ -36,8 +38,9 @@ from typing import Any
 import numpy
 
 from .. import backend
+from ..errors import NonFiniteError
 from ..inference import predict
-from ..io import load_model_file, save
+from ..io import atomic_write, load_model_file, save
 from ..losses import MeanSquaredError, SoftmaxCrossEntropy
 from ..modules.activations import softmax
 from ..modules.base import build
@@ -68,15 +71,20 @@ SCHEDULE_ARGS: dict[str, dict[str, Any]] = {
 
 
 class Series:
-    """A thinned time series: at most ``2 * CURVE_POINTS`` points, recorded every ``stride`` steps."""
+    """A thinned time series of at most ``2 * CURVE_POINTS`` points: past that, every other point goes.
 
-    def __init__(self) -> None:
+    ``every_step``: the caller offers a value at every step, and after each thinning only every ``stride``-th
+    step is kept (the points stay evenly spaced); otherwise every value offered is kept until the next thinning.
+    """
+
+    def __init__(self, every_step: bool = False) -> None:
         self.steps: list[int] = []
         self.values: list[Any] = []
         self.stride = 1
+        self.every_step = every_step
 
     def add(self, step: int, value: Any) -> None:
-        if step % self.stride:
+        if self.every_step and step % self.stride:
             return
         if self.steps and self.steps[-1] == step:
             self.values[-1] = value
@@ -152,7 +160,7 @@ class Session:
         self.layer_norms: list[float] | None = None
         self.total_norm: float | None = None
         self.loss_curve = Series()
-        self.norm_curve = Series()
+        self.norm_curve = Series(every_step=True)
         self.notice: str | None = None
         self._build_optimizer()
         self._record_losses(force=True)
@@ -276,8 +284,12 @@ class Session:
         """Run the next phase of the step in progress (a new step after an update); returns its name."""
         with self.lock:
             nxt = 0 if self.phase is None or self.phase == len(PHASES) - 1 else self.phase + 1
-            with numpy.errstate(over="ignore", invalid="ignore"):
-                getattr(self, "_" + PHASES[nxt])()
+            try:
+                with numpy.errstate(over="ignore", invalid="ignore"):
+                    getattr(self, "_" + PHASES[nxt])()
+            except NonFiniteError as exc:
+                raise NonFiniteError(f"training diverged in the {PHASES[nxt]} phase ({exc}); choose a smaller "
+                                     "learning rate and reset") from None
             self.phase = nxt
             return PHASES[nxt]
 
@@ -424,6 +436,27 @@ class Session:
                     "feature_scale": scales, "neuron_grid": NEURON_GRID, "upload": d.name == "csv" and self.upload.name}
 
     # -- model files --------------------------------------------------------------------------
+    def model_bytes(self) -> bytes:
+        """The model file (:meth:`save_model`) as bytes, for a download."""
+        with tempfile.TemporaryDirectory(prefix="deltanet-playground-") as tmp:
+            path = os.path.join(tmp, "playground.safetensors")
+            self.save_model(path)
+            with open(path, "rb") as f:
+                return f.read()
+
+    def load_model_bytes(self, data: bytes, name: str = "the model file") -> None:
+        """:meth:`load_model` of an uploaded file's bytes (messages name the file ``name``)."""
+        if not data:
+            raise ValueError("no model file in the request")
+        with tempfile.TemporaryDirectory(prefix="deltanet-playground-") as tmp:
+            path = os.path.join(tmp, "upload.safetensors")
+            with atomic_write(path) as f:
+                f.write(data)
+            try:
+                self.load_model(path)
+            except ValueError as exc:
+                raise ValueError(str(exc).replace(path, name)) from None
+
     def save_model(self, path: str) -> None:
         """Write the model file ``deltanet`` writes (safetensors layout), with what the playground needs to reload it."""
         with self.lock:
