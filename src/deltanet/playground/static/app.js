@@ -646,6 +646,12 @@ function wire() {
     if (e.key === "s") $("step").click();
   });
   window.addEventListener("resize", () => { S.structure = null; if (S.frame) onFrame(S.frame); });
+  window.addEventListener("hashchange", () => {          // a URL edited or pasted by hand: apply its settings
+    if (location.hash === S.lastHash) return;
+    const {config, view} = parseHash();
+    if (view) setView(view);
+    if (Object.keys(config).length) configure(config);
+  });
 }
 
 async function main() {
