@@ -249,7 +249,8 @@ def test_datasets_lists_every_dataset(capsys):
 
 # -- help and version ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "summary", "gradcheck", "datasets", "export"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "summary", "gradcheck", "datasets", "export",
+                                     "playground"])
 def test_help_of_every_command(command, capsys):
     code, out, _ = run([command, "--help"], capsys)
     assert code == 0 and out.startswith(f"usage: deltanet {command}")

@@ -1,4 +1,4 @@
-"""The ``deltanet`` command: train, evaluate, predict, summary, gradcheck, datasets, export.
+"""The ``deltanet`` command: train, evaluate, predict, summary, gradcheck, datasets, export, playground.
 
 ``main(argv)`` runs one command and returns its exit code, printing one line
 ``deltanet: error: ...`` on stderr (no traceback) for every failure:
@@ -36,12 +36,12 @@ from ._common import PROG, Parser, UsageError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = ("train", "evaluate", "predict", "summary", "gradcheck", "datasets", "export")
+COMMANDS = ("train", "evaluate", "predict", "summary", "gradcheck", "datasets", "export", "playground")
 
 
 def build_parser() -> Parser:
     """The argument parser of every command."""
-    from . import datasets, export, network, predict, train
+    from . import datasets, export, network, playground, predict, train
 
     parser = Parser(prog=PROG, description="Multi-layer perceptrons trained by explicit, layer-wise backpropagation, on NumPy.",
                     epilog="Run 'deltanet COMMAND --help' for the options of a command.")
@@ -52,6 +52,7 @@ def build_parser() -> Parser:
     network.add_parsers(sub)
     datasets.add_parser(sub)
     export.add_parser(sub)
+    playground.add_parser(sub)
     parser.command_parsers = dict(sub.choices)
     return parser
 
