@@ -25,6 +25,7 @@ def _select_path(path: str, monkeypatch) -> None:
     from deltanet.accel.fused import FusedStep
 
     monkeypatch.setattr(FusedStep, "kernel_min_size", 0)
+    monkeypatch.setattr(accel, "ELEMENTWISE_MIN_SIZE", 0)       # the elementwise kernels for small arrays too
     accel.set_fast_enabled(path != "reference")
     if path == "kernels" and not kernels.set_enabled(True):
         pytest.skip("Numba is not installed: no compiled kernels")

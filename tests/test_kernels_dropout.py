@@ -14,6 +14,12 @@ kernels = pytest.importorskip("deltanet.accel.kernels.dropout")
 SHAPES = [(1, 1), (7, 5), (33, 129), (300, 257), (3, 4, 5), (1000,), (2, 1, 6)]
 
 
+@pytest.fixture(autouse=True)
+def kernels_for_small_arrays(monkeypatch):
+    """The hook hands out kernels for arrays of every size here (by default from ELEMENTWISE_MIN_SIZE on)."""
+    monkeypatch.setattr(accel, "ELEMENTWISE_MIN_SIZE", 0)
+
+
 def splitmix64(state: int) -> int:
     """One SplitMix64 output for the state ``state`` (plain Python integers, as the reference paper writes it)."""
     mask = (1 << 64) - 1
@@ -119,3 +125,9 @@ def test_same_seed_same_masks_new_forward_new_mask():
     first = a.forward(x, training=True)
     np.testing.assert_array_equal(first, b.forward(x, training=True))
     assert not np.array_equal(first, a.forward(x, training=True))
+
+
+def test_small_arrays_get_no_kernel_by_default(monkeypatch):
+    monkeypatch.setattr(accel, "ELEMENTWISE_MIN_SIZE", 1 << 15)
+    assert accel.kernel("dropout", np.ones((64, 256), np.float32)) is None           # 16,384 elements
+    assert accel.kernel("dropout", np.ones((128, 256), np.float32)) is not None      # 32,768

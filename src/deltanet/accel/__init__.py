@@ -103,13 +103,20 @@ ELEMENTWISE = {"dropout": ("dropout", "dropout"), "batch_norm_forward": ("batch_
                "batch_norm_backward": ("batch_norm", "backward")}
 
 
+#: Elementwise kernels run for arrays of at least this many elements: below it a pass saves microseconds, while
+#: the first kernel of a process imports Numba (half a second: the quickstart job trained in 2.6 s with it, 2.0 s
+#: without; benchmarks/results/measurements.md).
+ELEMENTWISE_MIN_SIZE = 1 << 15
+
+
 def kernel(name: str, *arrays: Any) -> Any:
     """The hook of the modules' elementwise passes: the compiled kernel ``name`` (a key of :data:`ELEMENTWISE`)
-    if it can take ``arrays``, else None -- fast path or kernels off, Numba absent, another array type, dtype or
-    memory layout -- and the caller runs its NumPy reference, which the kernel equals."""
+    if it can take ``arrays``, else None -- fast path or kernels off, Numba absent, arrays smaller than
+    :data:`ELEMENTWISE_MIN_SIZE`, another array type, dtype or memory layout -- and the caller runs its NumPy
+    reference, which the kernel equals."""
     from . import kernels
 
-    if not kernels.enabled() or not kernels.takes(*arrays):
+    if arrays[0].size < ELEMENTWISE_MIN_SIZE or not kernels.enabled() or not kernels.takes(*arrays):
         return None
     module_name, function = ELEMENTWISE[name]
     module = kernels.load(module_name)
@@ -118,5 +125,5 @@ def kernel(name: str, *arrays: Any) -> Any:
     return getattr(module, function)
 
 
-__all__ = ["ELEMENTWISE", "FlatBuffer", "fast_enabled", "fast_path", "flat_grads", "flatten", "fused_step", "kernel",
+__all__ = ["ELEMENTWISE", "ELEMENTWISE_MIN_SIZE", "FlatBuffer", "fast_enabled", "fast_path", "flat_grads", "flatten", "fused_step", "kernel",
            "predict_chunks", "set_fast_enabled"]
