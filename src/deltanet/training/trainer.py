@@ -125,6 +125,10 @@ class Trainer:
         Batch size of evaluation and prediction passes.
     gradient_hook : callable, optional
         ``hook(params)``, see Notes.
+    distributed : None, ``"mpi"`` or :class:`deltanet.distributed.DataParallel`
+        Data-parallel training: ``"mpi"`` trains over every process of the MPI
+        job (run the script with ``mpiexec -n N``), each rank computing its
+        shard of every global batch of ``batch_size`` rows; see Notes.
     on_divergence : ``"stop"`` or ``"raise"``
         What a non-finite loss or gradient does: stop the run (a ``RuntimeWarning``
         and ``history.stop_reason == "diverged"``) or raise :class:`~deltanet.NonFiniteError`
@@ -172,6 +176,16 @@ class Trainer:
     ``Callback.on_after_backward(trainer)`` runs right after the hook, so the
     clipping, the gradient norm in the history and the divergence check all see
     the combined gradient.
+
+    **Data-parallel training.** With ``distributed="mpi"`` every rank calls
+    ``fit`` with the same data; rank r computes its rows of each global batch,
+    the gradients are all-reduced (weighted by each rank's share of the batch)
+    before the gradient hook, and the epoch records are sums over the ranks, so
+    every rank takes the same steps and logs the same numbers: the weights equal
+    those of one process to float rounding. Batch normalization uses each
+    rank's batch statistics, dropout masks differ per rank; the progress bar
+    shows on rank 0 only, signals are left to the MPI launcher, and an exception
+    on one rank ends the job. See :mod:`deltanet.distributed`.
 
     **The fast path.** What the batches may skip where nothing reads it is
     decided once per ``fit`` by :class:`deltanet.accel.plan.FastPath` (off
@@ -222,7 +236,7 @@ class Trainer:
                  record_layers: bool = True, *, optimizer_kwargs: dict[str, Any] | None = None,
                  schedule_kwargs: dict[str, Any] | None = None, shuffle: bool = True, eval_batch_size: int = 1024,
                  gradient_hook: GradientHook | None = None, on_divergence: str = "stop",
-                 handle_interrupt: bool = True) -> None:
+                 handle_interrupt: bool = True, distributed: Any = None) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be a deltanet Module, got {type(model).__name__}")
         self.model = model
@@ -241,6 +255,12 @@ class Trainer:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, numpy.integer)) or seed < 0):
             raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
         self.seed = None if seed is None else int(seed)
+        self.distributed = None
+        if distributed is not None:     # one seed on every rank: the same shuffles, so the same global batches
+            from ..distributed import data_parallel
+
+            self.distributed = data_parallel(distributed)
+            self.seed = self.distributed.shared_seed(self.seed)
         self.record_layers = bool(record_layers)
         self.shuffle = bool(shuffle)
         if on_divergence not in ("stop", "raise"):
@@ -272,7 +292,7 @@ class Trainer:
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
-        self.progress = bool(progress)
+        self.progress = bool(progress) and (self.distributed is None or self.distributed.is_root)
         self._progress_bar = ProgressBar() if self.progress else None
 
         self.history = History()
@@ -290,6 +310,8 @@ class Trainer:
         self.signals = safety.SignalGuard()
         seq = numpy.random.SeedSequence(self.seed)
         shuffle_seq, self.split_seed, self.dropout_seed = seq.spawn(3)
+        if self.distributed is not None:        # other masks on every rank
+            self.dropout_seed = self.distributed.rank_seed(self.dropout_seed)
         self.rng = numpy.random.Generator(numpy.random.PCG64(shuffle_seq))
         #: Whether the model's dropout generators were seeded from ``seed`` (at the first ``fit``).
         self.dropout_seeded = False
@@ -391,6 +413,8 @@ class Trainer:
             self.schedule_spec = None
         if not self.dropout_seeded:
             self._seed_dropout()
+        if self.distributed is not None:
+            self.distributed.begin_fit(self, len(train))
         self.final_epoch = self.planned_end_epoch = self.epoch + n_epochs
         self.stop_training = False
         self.stop_reason = self.stop_message = None
@@ -399,7 +423,7 @@ class Trainer:
         self.history.task = self.task
         callbacks = self.callback_list
         self.in_fit = True
-        if self.handle_interrupt:
+        if self.handle_interrupt and self.distributed is None:
             self.signals.install()
         self._plan = accel.fast_path(self, callbacks)
         try:
@@ -410,6 +434,10 @@ class Trainer:
                 while self.epoch < self.final_epoch and not self.stop_training:
                     self._run_epoch(train, val, callbacks)
             self._finish(callbacks, n_epochs)
+        except BaseException as exc:
+            if self.distributed is not None:      # the other ranks would wait in the next all-reduce for ever
+                self.distributed.abort(exc)
+            raise
         finally:
             self.in_fit = False
             self.planned_end_epoch = None
@@ -461,7 +489,9 @@ class Trainer:
         # the permutation comes from the seeded host generator; on a GPU backend it moves to the device once per epoch
         perm = backend.xp.asarray(self.rng.permutation(n) if self.shuffle else numpy.arange(n))
         weighted = train.sample_weight is not None
-        stats = EpochStats(self.task, train.y, perm, [p.name for p in self.params] if self.record_layers else None)
+        dist = self.distributed
+        stats = (EpochStats if dist is None else dist.epoch_stats)(
+            self.task, train.y, perm, [p.name for p in self.params] if self.record_layers else None)
         gather = batch_gatherer(train.X, max(bs, n - last * bs))       # a last batch may hold B + 1 rows (BatchNorm)
         watched = [p for p in self.params if p.value.ndim >= 2] if self.record_layers else []
         before: list[Any] | None = None         # the weights before the epoch's last step, for its update/weight ratio
@@ -469,6 +499,8 @@ class Trainer:
         for b in range(self.n_batches):
             self.batch = b + 1
             idx = perm[b * bs:(b + 1) * bs if b < last else n]
+            if dist is not None:
+                idx = dist.shard_rows(idx, train.sample_weight)      # this rank's rows of the global batch
             xb, yb = gather(idx), train.y[idx]
             wb = train.sample_weight[idx] if weighted else None
             callbacks.on_batch_begin(self, self.batch)
@@ -485,6 +517,8 @@ class Trainer:
                 self.request_stop("interrupted", self.signals.message(epoch, self.batch, self.n_batches))
             if self.stop_training:
                 break
+        if dist is not None:
+            dist.end_epoch(self.model)
         record = stats.record(epoch, lr)
         units = unit_health(self.model, self._monitor_X) if self.record_layers and len(self._monitor_X) else {}
         record["dead_fraction"] = {k: v["dead"] for k, v in units.items() if "dead" in v}
@@ -511,12 +545,12 @@ class Trainer:
             out = self.model.forward(xb, training=True)
             loss = self.loss.forward(out, yb, wb)
         except NonFiniteError as exc:
-            return f"a NaN or infinite value in the forward pass ({exc})"
+            return self._abandon(f"a NaN or infinite value in the forward pass ({exc})")
         lam = self.l2_in_loss
         if lam:
             loss += 0.5 * lam * sum(backend.sum_of_squares(p.value) for p in self.params if p.decay)   # lambda/2 sum ||W||^2
         if not math.isfinite(loss):
-            return f"the loss is {loss}"
+            return self._abandon(f"the loss is {loss}")
         plan = self._plan
         plan.zero_grad()
         folded = plan.fold(self.batch, self.n_batches)
@@ -533,9 +567,17 @@ class Trainer:
             self.schedule.step_batch()
         return loss, out, total, sq
 
+    def _abandon(self, what: str) -> str:
+        """A step that cannot go on; under data parallelism the other ranks learn it in their all-reduce."""
+        if self.distributed is not None:
+            self.distributed.abandon_step(self.params)
+        return what
+
     def _step_with_gradients(self, callbacks: CallbackList) -> tuple[float, list[float] | None] | str:
         """The update from complete gradients: hook, callbacks, norms, clipping, step; returns (gradient norm,
         per-parameter squared norms or None) or what went non-finite."""
+        if self.distributed is not None:           # the global batch's gradient on every rank
+            self.distributed.allreduce_gradients(self.params)
         if self.gradient_hook is not None:         # gradients are complete: combine them across processes here
             self.gradient_hook(self.params)
         callbacks.on_after_backward(self)
