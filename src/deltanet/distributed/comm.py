@@ -9,6 +9,7 @@ job of one rank.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -84,7 +85,10 @@ class Communicator:
         if message:
             print(message, file=sys.stderr, flush=True)
         sys.stdout.flush()
-        self.comm.Abort(code)
+        try:
+            self.comm.Abort(code)
+        finally:                    # MPI_Abort can return when another rank's abort is already tearing the job down
+            os._exit(code)
 
     def __repr__(self) -> str:
         return f"Communicator(rank={self.rank}, size={self.size})"
