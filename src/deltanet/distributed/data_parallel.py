@@ -128,8 +128,13 @@ class DataParallel:
 
     @property
     def allreduce_seconds(self) -> float:
-        """Time spent in all-reduces so far (gradients, statistics, buffers)."""
+        """Time spent in all-reduces so far (gradients, statistics, buffers; waiting for slower ranks included)."""
         return self.comm.seconds
+
+    @property
+    def gradient_seconds(self) -> float:
+        """Time spent combining gradients so far: the scaling by each rank's share and the all-reduces."""
+        return self.allreduce.seconds
 
     def __repr__(self) -> str:
         return f"DataParallel(rank={self.rank}, size={self.size})"

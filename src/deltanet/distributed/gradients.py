@@ -10,6 +10,7 @@ one scratch buffer per dtype, reduced in one call and unpacked.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy
@@ -25,10 +26,12 @@ class GradientAllreduce:
     def __init__(self, comm: Communicator) -> None:
         self.comm = comm
         self._scratch: dict[Any, Any] = {}      # dtype -> packing buffer (parameters outside a flat buffer)
-        #: Number of steps reduced so far.
+        #: Number of steps reduced so far, and the time they took (scaling, packing and the all-reduce itself).
         self.steps = 0
+        self.seconds = 0.0
 
     def __call__(self, params: list[Parameter], fraction: float) -> None:
+        start = time.perf_counter()
         buffers = flat_grads(params)
         if buffers is not None:
             for g in buffers:
@@ -37,6 +40,7 @@ class GradientAllreduce:
         else:
             self._packed(params, fraction)
         self.steps += 1
+        self.seconds += time.perf_counter() - start
 
     def poison(self, params: list[Parameter]) -> None:
         """Take part in this step's all-reduce with NaN gradients: the step failed on this rank (a non-finite
