@@ -5,6 +5,8 @@
                                                 any rank's weights and its own, the epoch records
     python mpi_cases.py crash                   rank 1 raises in epoch 2 while rank 0 trains on
     python mpi_cases.py mismatch                rank 1 has one row less than rank 0
+    python mpi_cases.py resume OUT_DIR CASE     1 epoch, a checkpoint (rank 0 writes it), a new trainer from it on
+                                                every rank, the remaining epochs; rank 0 writes OUT_DIR/CASE.npz
 
 The single-process side (the plain trainer, and an emulation of the data-parallel semantics for batch
 normalization and dropout) is in the same file, so both sides build exactly the same run.
@@ -144,6 +146,23 @@ def _train(out: Path, names: list[str]) -> None:
                      train_loss=np.array(history["train_loss"]), train_accuracy=np.array(history["train_accuracy"]))
 
 
+def _resume(out: Path, name: str) -> None:
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    trainer, fit = build(name, distributed="mpi")
+    X, y = fit.pop("X"), fit.pop("y")
+    trainer.fit(X, y, epochs=1, **fit)
+    path = out / f"{name}.checkpoint.npz"
+    if comm.rank == 0:
+        trainer.save_checkpoint(path)
+    comm.Barrier()
+    again = dn.Trainer.load_checkpoint(path, distributed="mpi")
+    again.fit(X, y, epochs=EPOCHS - 1, **fit)
+    if comm.rank == 0:
+        np.savez(out / f"{name}.npz", weights=state(again.model))
+
+
 def _crash() -> None:
     class Boom(dn.Callback):
         def on_batch_end(self, trainer: Any, batch: int, loss: float) -> None:
@@ -167,6 +186,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "train":
         _train(Path(sys.argv[2]), sys.argv[3:])
+    elif mode == "resume":
+        _resume(Path(sys.argv[2]), sys.argv[3])
     elif mode == "crash":
         _crash()
     elif mode == "mismatch":

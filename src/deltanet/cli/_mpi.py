@@ -86,7 +86,7 @@ def run_on_ranks(command: Callable[[argparse.Namespace, MPIRun], int | None], ar
     except SystemExit as exc:
         job.abort(None, exc.code if isinstance(exc.code, int) else 1)
     except BaseException as exc:
-        job.abort(abort_message(job.dp.rank, job.dp.size, exc), 1)
+        job.abort(abort_message(job.dp.rank, job.dp.size, exc), 130 if isinstance(exc, KeyboardInterrupt) else 1)
     sys.stdout.flush()
     return job.finish(code)
 

@@ -120,11 +120,12 @@ class DataParallel:
 
     # -- failure ------------------------------------------------------------------------------------
     def abort(self, exc: BaseException) -> None:
-        """End every rank of the job with a one-line message naming this rank (if ``abort_on_error``)."""
+        """End every rank of the job with a one-line message naming this rank (if ``abort_on_error``); exit code 1,
+        130 for Ctrl-C (as a shell reports it)."""
         if self.abort_on_error:
             from .failure import abort_message
 
-            self.comm.abort(abort_message(self.rank, self.size, exc), 1)
+            self.comm.abort(abort_message(self.rank, self.size, exc), 130 if isinstance(exc, KeyboardInterrupt) else 1)
 
     @property
     def allreduce_seconds(self) -> float:
