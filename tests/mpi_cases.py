@@ -83,7 +83,8 @@ def emulate(name: str, size: int) -> np.ndarray:
     """One process computing what ``size`` ranks compute, by the documented semantics: rank r's rows of every
     global batch through the model with its own batch-norm running statistics and dropout generators (seeded
     from the seed and r), the gradients weighted by each shard's share and summed, then one optimizer step;
-    the running statistics averaged over the ranks at the end of every epoch."""
+    the running statistics averaged over the ranks at the end of every epoch; rank r > 0 reseeds its dropout
+    at every epoch from (seed, r, epoch)."""
     trainer, fit = build(name)
     model, loss, opt = trainer.model, trainer.loss, trainer.optimizer
     X, y = fit["X"], fit["y"]
@@ -91,13 +92,16 @@ def emulate(name: str, size: int) -> np.ndarray:
     params = model.parameters()
     gens = model.generators()
     dropout_seed = np.random.SeedSequence(SEED).spawn(3)[2]
-    seqs = [dropout_seed] + [np.random.SeedSequence([SEED, r], spawn_key=(2,)) for r in range(1, size)]
-    gen_states = [[type(g.bit_generator)(s).state for g, s in zip(gens, q.spawn(len(gens)), strict=True)] for q in seqs]
+    gen_states = [[type(g.bit_generator)(s).state for g, s in zip(gens, dropout_seed.spawn(len(gens)), strict=True)]]
+    gen_states += [None] * (size - 1)
     buffer_names = [k for k, _ in model.named_buffers()]
     buffers = [{k: v.copy() for k, v in model.named_buffers()} for _ in range(size)]
     live = dict(model.named_buffers())
     n_batches = -(-n // bs)
-    for _ in range(EPOCHS):
+    for epoch in range(1, EPOCHS + 1):
+        for r in range(1, size):
+            seq = np.random.SeedSequence([SEED, r], spawn_key=(2, epoch))
+            gen_states[r] = [type(g.bit_generator)(s).state for g, s in zip(gens, seq.spawn(len(gens)), strict=True)]
         perm = trainer.rng.permutation(n)
         for b in range(n_batches):
             idx = perm[b * bs:(b + 1) * bs]

@@ -19,8 +19,10 @@ Semantics (see the README's "Data-parallel training (MPI)"):
 * batch normalization uses each rank's local batch statistics (as PyTorch's
   DistributedDataParallel does by default); the running statistics are averaged
   over the ranks at the end of every epoch (:mod:`.state`);
-* dropout draws different masks on every rank, from seeds derived from the
-  trainer's seed and the rank: reproducible for a given number of ranks;
+* dropout draws different masks on every rank: rank 0 those of one process,
+  rank r > 0 from seeds derived from the trainer's seed, r and the epoch
+  (a resumed run draws the uninterrupted run's masks); reproducible for a
+  given number of ranks;
 * epoch records (loss, accuracy) are sums over the ranks: every rank logs the
   same numbers (:mod:`.metrics`); only rank 0 should print and write files
   (``trainer.distributed.is_root``);

@@ -12,7 +12,7 @@ object at five points and it does the rest:
 ``abandon_step(params)``           this rank's step failed (non-finite loss): take part in the
                                    all-reduce with NaN so every rank stops at the same batch
 ``epoch_stats(...)``,              the epoch's sums over the ranks; batch-norm running statistics
-``end_epoch(model)``               averaged over the ranks
+``end_epoch(trainer)``             averaged over the ranks; dropout seeded for the next epoch
 ``abort(exc)``                     an exception escaped the loop on this rank: end the whole job
 =================================  ==============================================================
 """
@@ -75,8 +75,9 @@ class DataParallel:
         return state.rank_seed(seq, self.rank)
 
     def begin_fit(self, trainer: Any, n_rows: int) -> None:
-        """Check that the ranks agree on the run (same data size, batches, model size) and give every rank
-        rank 0's weights and buffers. Raises ValueError on every rank where they do not agree."""
+        """Check that the ranks agree on the run (same data size, batches, model size), give every rank
+        rank 0's weights and buffers, and seed this rank's dropout for the coming epoch. Raises ValueError on
+        every rank where they do not agree."""
         if backend.xp is not numpy:
             raise ValueError("data-parallel training over MPI runs on the NumPy backend")
         mine = (int(n_rows), int(trainer.batch_size), int(trainer.n_batches), int(trainer.model.num_parameters()))
@@ -95,6 +96,7 @@ class DataParallel:
                                  f"use a batch size (and a training set size mod the batch size) of at least "
                                  f"{2 * self.size}")
         state.broadcast_model(self.comm, trainer.model)
+        state.seed_epoch_dropout(trainer.model, trainer.dropout_seed, self.rank, trainer.epoch + 1)
 
     # -- every batch ----------------------------------------------------------------------------
     def shard_rows(self, idx: Any, sample_weight: Any = None) -> Any:
@@ -114,9 +116,11 @@ class DataParallel:
         """The epoch's statistics, summed over the ranks when the record is made."""
         return ShardedEpochStats(task, y, perm, param_names, comm=self.comm, shard=self.shard)
 
-    def end_epoch(self, model: Any) -> None:
-        """After the epoch's batches: the batch-norm running statistics averaged over the ranks."""
-        state.average_buffers(self.comm, model)
+    def end_epoch(self, trainer: Any) -> None:
+        """After the epoch's batches: the batch-norm running statistics averaged over the ranks, and this
+        rank's dropout seeded for the next epoch."""
+        state.average_buffers(self.comm, trainer.model)
+        state.seed_epoch_dropout(trainer.model, trainer.dropout_seed, self.rank, trainer.epoch + 1)
 
     # -- failure ------------------------------------------------------------------------------------
     def abort(self, exc: BaseException) -> None:

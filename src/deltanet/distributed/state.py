@@ -8,8 +8,10 @@
 * Seeds: the shuffle and the validation split must be the same on every rank
   (every rank then cuts the same global batches); a ``seed=None`` trainer takes
   rank 0's freshly drawn seed. Dropout masks must differ between ranks (each
-  rank drops units of other rows): rank r > 0 seeds its dropout generators from
-  the seed and r, rank 0 exactly as a single process does.
+  rank drops units of other rows): rank 0 draws them exactly as a single
+  process does; rank r > 0 seeds its dropout generators at the start of every
+  epoch from the seed, r and the epoch, so that a run resumed from a checkpoint
+  (which holds rank 0's generators) draws the masks of the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -60,6 +62,17 @@ def rank_seed(seq: numpy.random.SeedSequence, rank: int) -> numpy.random.SeedSeq
     return numpy.random.SeedSequence([*entropy, rank], spawn_key=seq.spawn_key, pool_size=seq.pool_size)
 
 
+def seed_epoch_dropout(model: Module, seq: numpy.random.SeedSequence, rank: int, epoch: int) -> None:
+    """On rank r > 0: seed ``model``'s dropout generators for ``epoch`` from the rank's seed sequence ``seq``
+    (:func:`rank_seed`) and the epoch. Rank 0 keeps its generators running, as one process does."""
+    gens = model.generators()
+    if rank == 0 or not gens:
+        return
+    this_epoch = numpy.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, int(epoch)), pool_size=seq.pool_size)
+    for gen, child in zip(gens, this_epoch.spawn(len(gens)), strict=True):
+        gen.bit_generator.state = type(gen.bit_generator)(child).state
+
+
 def _unique(arrays: Any) -> list[Any]:
     seen: set[int] = set()
     out = []
@@ -70,4 +83,4 @@ def _unique(arrays: Any) -> list[Any]:
     return out
 
 
-__all__ = ["average_buffers", "broadcast_model", "rank_seed", "shared_seed"]
+__all__ = ["average_buffers", "broadcast_model", "rank_seed", "seed_epoch_dropout", "shared_seed"]

@@ -518,7 +518,7 @@ class Trainer:
             if self.stop_training:
                 break
         if dist is not None:
-            dist.end_epoch(self.model)
+            dist.end_epoch(self)
         record = stats.record(epoch, lr)
         units = unit_health(self.model, self._monitor_X) if self.record_layers and len(self._monitor_X) else {}
         record["dead_fraction"] = {k: v["dead"] for k, v in units.items() if "dead" in v}
