@@ -172,7 +172,8 @@ class Trainer:
                 g /= comm.size
 
     (each process's loss gradient is already averaged over its own batch, so the
-    mean over equally sized shards is the gradient of the global batch).
+    mean over equally sized shards is the gradient of the global batch;
+    ``distributed="mpi"`` does this for you, for unequal shards too, see below).
     ``Callback.on_after_backward(trainer)`` runs right after the hook, so the
     clipping, the gradient norm in the history and the divergence check all see
     the combined gradient.
