@@ -5,6 +5,8 @@
                                                 any rank's weights and its own, the epoch records
     python mpi_cases.py crash                   rank 1 raises in epoch 2 while rank 0 trains on
     python mpi_cases.py mismatch                rank 1 has one row less than rank 0
+    python mpi_cases.py diverge                 rank 1 alone gets a NaN output in epoch 2 batch 3; every rank prints
+                                                its stop reason and message
     python mpi_cases.py resume OUT_DIR CASE     1 epoch, a checkpoint (rank 0 writes it), a new trainer from it on
                                                 every rank, the remaining epochs; rank 0 writes OUT_DIR/CASE.npz
 
@@ -178,6 +180,22 @@ def _crash() -> None:
     trainer.fit(X, y)
 
 
+def _diverge() -> None:
+    from mpi4py import MPI
+
+    class Poison(dn.Callback):
+        def on_batch_begin(self, trainer: Any, batch: int) -> None:
+            if MPI.COMM_WORLD.rank == 1 and trainer.epoch == 2 and batch == 3:
+                trainer.model.parameters()[-1].value[0] = np.inf       # this rank's output goes non-finite
+
+    X, y, _ = data(256)
+    trainer = dn.Trainer(dn.mlp([6, 16, 3], rng=1, dtype=np.float64), batch_size=64, epochs=5, seed=0,
+                         distributed="mpi", callbacks=[Poison()])
+    history = trainer.fit(X, y)
+    print(f"rank {MPI.COMM_WORLD.rank}: {history.stop_reason} after {len(history)} epochs: {history.stop_message}",
+          flush=True)
+
+
 def _mismatch() -> None:
     from mpi4py import MPI
 
@@ -194,6 +212,8 @@ if __name__ == "__main__":
         _resume(Path(sys.argv[2]), sys.argv[3])
     elif mode == "crash":
         _crash()
+    elif mode == "diverge":
+        _diverge()
     elif mode == "mismatch":
         _mismatch()
     else:

@@ -157,6 +157,15 @@ def test_a_crashing_rank_ends_the_job_at_once():
     assert elapsed < 10, f"the job took {elapsed:.1f} s to end"       # measured: about 0.6 s, start-up included
 
 
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_the_same_batch():
+    done = _launch(sys.executable, str(HERE / "mpi_cases.py"), "diverge", timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = sorted(v for v in done.stdout.splitlines() if v.startswith("rank "))
+    assert [v.split(":")[0] for v in lines] == ["rank 0", "rank 1"]
+    for v in lines:     # both restore epoch 1's weights and stop in epoch 2, batch 3 (rank 0 sees the NaN gradient)
+        assert "diverged after 1 epochs" in v and "epoch 2" in v and "batch 3" in v, v
+
+
 def test_ranks_with_different_data_are_refused():
     done = _launch(sys.executable, str(HERE / "mpi_cases.py"), "mismatch", timeout=60)
     assert done.returncode != 0
