@@ -32,7 +32,8 @@ class MPIRun:
         BLAS threads per rank set from cores / ranks_here (None: ``OMP_NUM_THREADS``
         or ``OPENBLAS_NUM_THREADS`` decided).
     trained : bool
-        Set by the command once ``fit`` returned (from then on the ranks end together).
+        Set by the command once the ranks' shared work (``fit``, the search) is done; from then on the ranks
+        end together.
     """
 
     def __init__(self) -> None:

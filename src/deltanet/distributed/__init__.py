@@ -29,6 +29,9 @@ Semantics (see the README's "Data-parallel training (MPI)"):
 * a rank that raises ends the job at once (:mod:`.failure`); Ctrl-C is left to
   the launcher, which ends every rank.
 
+The hyper-parameter search (``mpiexec -n N deltanet tune``) spreads whole
+trials over the ranks instead (:func:`map_over_ranks`).
+
 mpi4py is imported on first use: ``pip install 'deltanet[mpi]'``.
 """
 
@@ -39,6 +42,8 @@ from .data_parallel import DataParallel, data_parallel
 from .failure import abort_message, abort_on_error
 from .launch import launched_size, local_size, set_threads, threads_per_rank
 from .sharding import Shard, shard_bounds
+from .tasks import map_over_ranks
 
 __all__ = ["INSTALL_HINT", "Communicator", "DataParallel", "Shard", "abort_message", "abort_on_error", "data_parallel",
-           "import_mpi", "launched_size", "local_size", "set_threads", "shard_bounds", "threads_per_rank"]
+           "import_mpi", "launched_size", "local_size", "map_over_ranks", "set_threads", "shard_bounds",
+           "threads_per_rank"]
