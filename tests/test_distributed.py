@@ -154,7 +154,7 @@ def test_a_crashing_rank_ends_the_job_at_once():
     elapsed = time.perf_counter() - start
     assert done.returncode != 0
     assert "deltanet: error: rank 1 of 2 failed: RuntimeError: boom on rank 1; ending all 2 ranks" in done.stderr
-    assert elapsed < 10, f"the job took {elapsed:.1f} s to end"       # measured: about 0.6 s, start-up included
+    assert elapsed < 10, f"the job took {elapsed:.1f} s to end"       # measured: about 0.7 s, start-up included
 
 
 def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_the_same_batch():
