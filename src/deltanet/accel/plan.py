@@ -91,7 +91,7 @@ class FastPath:
     ----------
     trainer : Trainer
         Read (public state only): ``model``, ``loss``, ``optimizer``, ``params``,
-        ``clip_norm``, ``record_layers``, ``gradient_hook``.
+        ``clip_norm``, ``record_layers``, ``gradient_hook``, ``distributed``.
     callbacks : CallbackList
         The fit's callbacks (``handles`` says which hooks they implement).
     enabled : bool
@@ -108,8 +108,8 @@ class FastPath:
     may_fold : bool
         Batches may fold their gradients into the optimizer's state (where its rule can): the norm is
         measured in the step and no callback reads the gradients (``on_after_backward``) or the
-        epoch's mean gradient norm (a gradient-norm stopping criterion). The epoch's last batch and
-        batches with a gradient hook never fold.
+        epoch's mean gradient norm (a gradient-norm stopping criterion). The epoch's last batch, batches
+        with a gradient hook and data-parallel training (the gradient must be all-reduced) never fold.
     """
 
     def __init__(self, trainer: Any, callbacks: Any, *, enabled: bool = True) -> None:
@@ -151,7 +151,7 @@ class FastPath:
     def fold(self, batch: int, n_batches: int) -> bool:
         """Arm folding for this batch's backward pass if allowed (see :attr:`may_fold`); True if armed."""
         return (self.may_fold and batch < n_batches and self.trainer.gradient_hook is None
-                and self.trainer.optimizer.fold_gradients())
+                and getattr(self.trainer, "distributed", None) is None and self.trainer.optimizer.fold_gradients())
 
 
 __all__ = ["FastPath", "input_prechecked", "overriding", "targets_prechecked", "without_input_gradient"]

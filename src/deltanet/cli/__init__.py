@@ -1,4 +1,4 @@
-"""The ``deltanet`` command: train, evaluate, predict, summary, gradcheck, datasets, export, playground.
+"""The ``deltanet`` command: train, tune, evaluate, predict, summary, gradcheck, datasets, export, playground.
 
 ``main(argv)`` runs one command and returns its exit code, printing one line
 ``deltanet: error: ...`` on stderr (no traceback) for every failure:
@@ -36,18 +36,19 @@ from ._common import PROG, Parser, UsageError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = ("train", "evaluate", "predict", "summary", "gradcheck", "datasets", "export", "playground")
+COMMANDS = ("train", "tune", "evaluate", "predict", "summary", "gradcheck", "datasets", "export", "playground")
 
 
 def build_parser() -> Parser:
     """The argument parser of every command."""
-    from . import datasets, export, network, playground, predict, train
+    from . import datasets, export, network, playground, predict, train, tune
 
     parser = Parser(prog=PROG, description="Multi-layer perceptrons trained by explicit, layer-wise backpropagation, on NumPy.",
                     epilog="Run 'deltanet COMMAND --help' for the options of a command.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", parser_class=Parser)
     train.add_parser(sub)
+    tune.add_parser(sub)
     predict.add_parsers(sub)
     network.add_parsers(sub)
     datasets.add_parser(sub)

@@ -317,8 +317,10 @@ TASK_LOSSES = {"classification": ("cross_entropy", "softmax_cross_entropy"), "re
 
 
 def make_trainer(config: RunConfig, model: Module, task: str, *, progress: bool, has_validation: bool = True,
-                 log_every: int | None = None, callbacks: list[Any] | None = None) -> Any:
+                 log_every: int | None = None, callbacks: list[Any] | None = None, distributed: Any = None) -> Any:
     """A :class:`deltanet.training.Trainer` with every setting of ``[train]``.
+
+    ``distributed``: the trainer's data-parallel context (``deltanet train`` under ``mpiexec``), or None.
 
     ``log_every``: with ``progress``, print every N-th epoch's line (and the last) where the progress bar supports it.
     """
@@ -361,7 +363,8 @@ def make_trainer(config: RunConfig, model: Module, task: str, *, progress: bool,
                        batch_size=t.batch_size, epochs=t.epochs, l2=t.l2, clip_norm=t.clip, seed=t.seed, progress=progress,
                        callbacks=callbacks,
                        stop_loss_below=t.loss_below, stop_grad_norm_below=t.grad_norm_below, early_stopping=early,
-                       task=task, optimizer_kwargs=optimizer_kwargs or None, schedule_kwargs=schedule_kwargs or None)
+                       task=task, optimizer_kwargs=optimizer_kwargs or None, schedule_kwargs=schedule_kwargs or None,
+                       distributed=distributed)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"[train]: {exc}") from None
 

@@ -204,7 +204,19 @@ def _remove_temporaries(run_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """``deltanet train``; started by ``mpiexec -n N`` (N > 1), a data-parallel run over the N ranks."""
+    from ._mpi import mpi_launched, run_on_ranks
+
+    if mpi_launched():
+        return run_on_ranks(_run, args)
+    return _run(args, None)
+
+
+def _run(args: argparse.Namespace, job: Any) -> int | None:
+    """The command on one process, or on one rank of a data-parallel job (``job``: a :class:`._mpi.MPIRun`):
+    every rank trains; rank 0 alone makes, writes and reports the run directory, the others return after ``fit``."""
     start = time.perf_counter()
+    root = job is None or job.is_root
     if args.log_every is not None and args.log_every < 1:
         fail(f"--log-every must be >= 1, got {args.log_every}")
     if args.checkpoint_every < 0:
@@ -214,7 +226,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config_or_fail(str(resume_dir / CONFIG_FILE))
     else:
         config = apply_overrides(load_config_or_fail(args.config), args)
-    final_dir = resume_dir if resume_dir is not None else plan_run_dir(args)
+    final_dir = resume_dir if resume_dir is not None else plan_run_dir(args) if root else None
     ds = load_data(config.data)
     check_data(ds, config.data)
     parts, standardize = split_and_scale(ds, config.data)
@@ -223,20 +235,23 @@ def run(args: argparse.Namespace) -> int:
     config = resolve(config, ds, standardize)
     model = build_model(config.model, n_in, n_out, config.train.seed)
     # a directory to replace (--overwrite) is built beside it and swapped in at the end: no stale files survive
-    replace_old = resume_dir is None and final_dir.exists() and any(final_dir.iterdir())
+    replace_old = root and resume_dir is None and final_dir.exists() and any(final_dir.iterdir())
     run_dir = final_dir.with_name(f".{final_dir.name}.new-{os.getpid()}") if replace_old else final_dir
-    checkpoint = run_dir / CHECKPOINT_FILE
+    checkpoint = run_dir / CHECKPOINT_FILE if run_dir is not None else None
     callbacks = []
-    if args.checkpoint_every:
+    if args.checkpoint_every and root:
         callbacks.append(ModelCheckpoint(checkpoint, every=args.checkpoint_every, save_on_end=False,
                                          complete_epochs_only=True))
     trainer = make_trainer(config, model, ds.task, progress=not args.quiet, has_validation=len(parts.X_val) > 0,
-                           log_every=args.log_every, callbacks=callbacks)
+                           log_every=args.log_every, callbacks=callbacks, distributed=job.dp if job else None)
     if resume_dir is not None and checkpoint.exists():
         try:
             trainer.resume(checkpoint)
         except (ValueError, OSError, KeyError, TypeError) as exc:
             fail(f"cannot resume from {checkpoint}: {exc}")
+    val = (parts.X_val, parts.y_val) if len(parts.X_val) else None
+    if not root:
+        return _train_on_rank(trainer, parts, val, job)
     if replace_old and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir = make_run_dir(run_dir)
@@ -255,15 +270,16 @@ def run(args: argparse.Namespace) -> int:
                                             else "from the start (no checkpoint yet)"))
     else:
         info(args, f"run directory: {final_dir}")
+    if job is not None:
+        info(args, job.describe(config.train.batch_size))
 
-    val = (parts.X_val, parts.y_val) if len(parts.X_val) else None
     terminated: list[int] = []
 
     def on_sigterm(signum: int, frame: Any) -> None:
         terminated.append(signum)
         trainer.interrupt()
 
-    in_main = threading.current_thread() is threading.main_thread()
+    in_main = job is None and threading.current_thread() is threading.main_thread()   # MPI: signals end every rank
     previous = signal.signal(signal.SIGTERM, on_sigterm) if in_main else None
     with warnings.catch_warnings():
         # divergence is reported below from history.stop_message, once, without a warning's source line
@@ -279,6 +295,8 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:  # a checkpoint could not be written (disk full): the previous one is intact
             return _write_failed(run_dir, final_dir, replace_old, exc)
         finally:
+            if job is not None:
+                job.trained = True
             if in_main:
                 signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     train_time = sum(r["time"] for r in history.records)
@@ -374,6 +392,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"deltanet: {how}; continue the run {where} with: deltanet train --resume {final_dir}", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     return 0
+
+
+def _train_on_rank(trainer: Any, parts: Any, val: Any, job: Any) -> None:
+    """A rank other than 0: the same ``fit`` (its collectives pair with rank 0's); rank 0 reports and writes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")         # rank 0 reports divergence and everything else
+        try:
+            trainer.fit(parts.X_train, parts.y_train, validation_data=val)
+        except NonFiniteError:
+            pass
+        finally:
+            job.trained = True
+    return None
 
 
 def _checkpoint_epoch(run_dir: Path) -> str:

@@ -20,7 +20,7 @@ import numpy
 __all__ = [
     "LEGEND_MAX", "line_style", "matplotlib_available", "plot_accuracy", "plot_confusion", "plot_dead_units",
     "plot_decision_boundary", "plot_grad_norms", "plot_loss", "plot_lr", "plot_predicted_vs_true", "plot_residuals",
-    "plot_saturation", "plot_update_ratios", "to_png",
+    "plot_saturation", "plot_tuning", "plot_update_ratios", "to_png",
 ]
 
 _SIZE = (6.4, 4.0)
@@ -477,4 +477,44 @@ def plot_decision_boundary(predict: Callable[[numpy.ndarray], numpy.ndarray], X:
     ax.set_ylabel(fy)
     ax.set_title("Decision regions of the trained network")
     ax.legend(fontsize="small", loc="best", framealpha=0.8)
+    return fig
+
+
+def plot_tuning(results: Sequence[dict[str, Any]]) -> Any:
+    """A hyper-parameter search by successive halving: each trial's validation loss over its rungs' epoch
+    budgets (left; the trials that went on are the lines), and every first-rung trial's loss against its
+    learning rate, marked by depth (right). ``results``: the rows of :func:`deltanet.tuning.successive_halving`."""
+    fig = _figure((11.0, 4.2))
+    ax, bx = fig.subplots(1, 2)
+    finite = [r for r in results if isinstance(r.get("val_loss"), (int, float)) and math.isfinite(r["val_loss"])]
+    by_trial: dict[int, list[dict[str, Any]]] = {}
+    for r in finite:
+        by_trial.setdefault(int(r["id"]), []).append(r)
+    last = max((int(r["rung"]) for r in results), default=1)
+    for rows in by_trial.values():
+        rows = sorted(rows, key=lambda r: r["rung"])
+        xs, ys = [r["epochs"] for r in rows], [r["val_loss"] for r in rows]
+        reached = int(rows[-1]["rung"]) == last
+        ax.plot(xs, ys, marker="o", markersize=3, linewidth=1.6 if reached else 0.8,
+                color="C3" if reached else "0.6", alpha=1.0 if reached else 0.6, zorder=3 if reached else 2)
+    ax.set_xscale("log")
+    budgets = sorted({int(r["epochs"]) for r in results})
+    ax.set_xticks(budgets, [str(b) for b in budgets])
+    ax.minorticks_off()
+    ax.set_xlabel("epochs (budget of the rung)")
+    ax.set_ylabel("validation loss")
+    ax.set_title("successive halving: the trials of the last rung in red")
+    ax.grid(True, alpha=0.3)
+    first = [r for r in finite if int(r["rung"]) == 1]
+    for i, depth in enumerate(sorted({int(r["depth"]) for r in first})):
+        rows = [r for r in first if int(r["depth"]) == depth]
+        bx.scatter([r["lr"] for r in rows], [r["val_loss"] for r in rows], s=22, marker=_MARKERS[i % len(_MARKERS)],
+                   label=f"{depth} hidden layer{'s' if depth != 1 else ''}")
+    bx.set_xscale("log")
+    bx.set_xlabel("learning rate")
+    bx.set_ylabel("validation loss after the first rung")
+    bx.set_title("first rung: loss against learning rate")
+    bx.grid(True, alpha=0.3)
+    if first:
+        _legend_outside(bx)
     return fig

@@ -123,6 +123,10 @@ class Trainer:
         Batch size of evaluation and prediction passes.
     gradient_hook : callable, optional
         ``hook(params)``, see Notes.
+    distributed : None, ``"mpi"`` or :class:`deltanet.distributed.DataParallel`
+        Data-parallel training: ``"mpi"`` trains over every process of the MPI
+        job (run the script with ``mpiexec -n N``), each rank computing its
+        shard of every global batch of ``batch_size`` rows; see Notes.
     on_divergence : ``"stop"`` or ``"raise"``
         What a non-finite loss or gradient does: stop the run (a ``RuntimeWarning``
         and ``history.stop_reason == "diverged"``) or raise :class:`~deltanet.NonFiniteError`
@@ -166,7 +170,8 @@ class Trainer:
                 g /= comm.size
 
     (each process's loss gradient is already averaged over its own batch, so the
-    mean over equally sized shards is the gradient of the global batch).
+    mean over equally sized shards is the gradient of the global batch;
+    ``distributed="mpi"`` does this for you, for unequal shards too, see below).
     ``Callback.on_after_backward(trainer)`` runs right after the hook, so the
     clipping, the gradient norm in the history and the divergence check all see
     the combined gradient.
@@ -174,8 +179,10 @@ class Trainer:
     **Beside the loop**, each in its own module: what the batches may skip
     (:mod:`deltanet.accel.plan`; off with ``DELTANET_FAST=0``, same results to
     float rounding), divergence and interruption (:mod:`.safety`), exact
-    resumption from a checkpoint (:mod:`.checkpoint`), and the batches of a
-    model with batch normalization (:mod:`.builders`).
+    resumption from a checkpoint (:mod:`.checkpoint`), the batches of a model
+    with batch normalization (:mod:`.builders`), and data-parallel training
+    over MPI (``distributed="mpi"``: every rank takes the same steps; batch
+    norm and dropout semantics in :mod:`deltanet.distributed`).
     """
 
     def __init__(self, model: Module, loss: str | Loss = "cross_entropy", optimizer: str | Optimizer = "adam",
@@ -186,7 +193,7 @@ class Trainer:
                  record_layers: bool = True, *, optimizer_kwargs: dict[str, Any] | None = None,
                  schedule_kwargs: dict[str, Any] | None = None, shuffle: bool = True, eval_batch_size: int = 1024,
                  gradient_hook: GradientHook | None = None, on_divergence: str = "stop",
-                 handle_interrupt: bool = True) -> None:
+                 handle_interrupt: bool = True, distributed: Any = None) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be a deltanet Module, got {type(model).__name__}")
         self.model = model
@@ -203,6 +210,12 @@ class Trainer:
         self.l2 = check("l2", l2)
         self.clip_norm = Nullable(CONSTRAINTS["clip_norm"]).check("clip_norm", clip_norm)
         self.seed = Nullable(CONSTRAINTS["seed"]).check("seed", seed)
+        self.distributed = None
+        if distributed is not None:     # one seed on every rank: the same shuffles, so the same global batches
+            from ..distributed import data_parallel
+
+            self.distributed = data_parallel(distributed)
+            self.seed = self.distributed.shared_seed(self.seed)
         self.record_layers = bool(record_layers)
         self.shuffle = check("shuffle", shuffle)
         if on_divergence not in ("stop", "raise"):
@@ -219,7 +232,7 @@ class Trainer:
         # the reference's convergence criteria, checked in this order at the end of each epoch
         self.criteria, self.early_stopping = make_criteria(stop_loss_below, stop_grad_norm_below, early_stopping)
         self.callbacks: list[Callback] = CallbackList(callbacks).callbacks       # (checked to be Callbacks)
-        self.progress = bool(progress)
+        self.progress = bool(progress) and (self.distributed is None or self.distributed.is_root)
         self._progress_bar = ProgressBar() if self.progress else None
 
         self.history = History()
@@ -237,6 +250,8 @@ class Trainer:
         self.signals = safety.SignalGuard()
         #: The shuffling generator, and the seeds of the validation split and of the model's dropout generators.
         self.rng, self.split_seed, self.dropout_seed = builders.seed_streams(self.seed)
+        if self.distributed is not None:        # other masks on every rank
+            self.dropout_seed = self.distributed.rank_seed(self.dropout_seed)
         #: Whether the model's dropout generators were seeded from ``seed`` (at the first ``fit``).
         self.dropout_seeded = False
 
@@ -329,6 +344,8 @@ class Trainer:
         if not self.dropout_seeded:
             builders.seed_dropout(self.model, self.dropout_seed if self.seed is not None else None)
             self.dropout_seeded = True
+        if self.distributed is not None:
+            self.distributed.begin_fit(self, len(train))
         self.final_epoch = self.planned_end_epoch = self.epoch + n_epochs
         self.stop_training = False
         self.stop_reason = self.stop_message = None
@@ -337,7 +354,7 @@ class Trainer:
         self.history.task = self.task
         callbacks = self.callback_list
         self.in_fit = True
-        if self.handle_interrupt:
+        if self.handle_interrupt and self.distributed is None:
             self.signals.install()
         self._plan = accel.fast_path(self, callbacks)
         try:
@@ -348,6 +365,10 @@ class Trainer:
                 while self.epoch < self.final_epoch and not self.stop_training:
                     self._run_epoch(train, val, callbacks)
             finish_fit(self, callbacks, n_epochs)
+        except BaseException as exc:
+            if self.distributed is not None:      # the other ranks would wait in the next all-reduce for ever
+                self.distributed.abort(exc)
+            raise
         finally:
             self.in_fit = False
             self.planned_end_epoch = None
@@ -366,12 +387,16 @@ class Trainer:
         # the permutation comes from the seeded host generator; on a GPU backend it moves to the device once per epoch
         perm = backend.xp.asarray(self.rng.permutation(n) if self.shuffle else numpy.arange(n))
         weighted = train.sample_weight is not None
-        stats = EpochStats(self.task, train.y, perm, self.params if self.record_layers else None)
+        dist = self.distributed
+        stats = (EpochStats if dist is None else dist.epoch_stats)(
+            self.task, train.y, perm, self.params if self.record_layers else None)
         gather = batch_gatherer(train.X, max(bs, n - last * bs))       # a last batch may hold B + 1 rows (BatchNorm)
         lr = self.lr
         for b in range(self.n_batches):
             self.batch = b + 1
             idx = perm[b * bs:(b + 1) * bs if b < last else n]
+            if dist is not None:
+                idx = dist.shard_rows(idx, train.sample_weight)      # this rank's rows of the global batch
             xb, yb = gather(idx), train.y[idx]
             wb = train.sample_weight[idx] if weighted else None
             callbacks.on_batch_begin(self, self.batch)
@@ -388,6 +413,8 @@ class Trainer:
                 self.request_stop("interrupted", self.signals.message(epoch, self.batch, self.n_batches))
             if self.stop_training:
                 break
+        if dist is not None:
+            dist.end_epoch(self)
         record = stats.record(epoch, lr, *((self.model, self._monitor_X) if self.record_layers else ()))
         if val is not None:
             try:
@@ -410,12 +437,12 @@ class Trainer:
             out = self.model.forward(xb, training=True)
             loss = self.loss.forward(out, yb, wb)
         except NonFiniteError as exc:
-            return f"a NaN or infinite value in the forward pass ({exc})"
+            return self._abandon(f"a NaN or infinite value in the forward pass ({exc})")
         lam = self.l2_in_loss
         if lam:
             loss += 0.5 * lam * sum(backend.sum_of_squares(p.value) for p in self.params if p.decay)   # lambda/2 sum ||W||^2
         if not math.isfinite(loss):
-            return f"the loss is {loss}"
+            return self._abandon(f"the loss is {loss}")
         plan = self._plan
         plan.zero_grad()
         folded = plan.fold(self.batch, self.n_batches)
@@ -432,9 +459,17 @@ class Trainer:
             self.schedule.step_batch()
         return loss, out, total, sq
 
+    def _abandon(self, what: str) -> str:
+        """A step that cannot go on; under data parallelism the other ranks learn it in their all-reduce."""
+        if self.distributed is not None:
+            self.distributed.abandon_step(self.params)
+        return what
+
     def _step_with_gradients(self, callbacks: CallbackList) -> tuple[float, list[float] | None] | str:
         """The update from complete gradients: hook, callbacks, norms, clipping, step; returns (gradient norm,
         per-parameter squared norms or None) or what went non-finite."""
+        if self.distributed is not None:           # the global batch's gradient on every rank
+            self.distributed.allreduce_gradients(self.params)
         if self.gradient_hook is not None:         # gradients are complete: combine them across processes here
             self.gradient_hook(self.params)
         callbacks.on_after_backward(self)
