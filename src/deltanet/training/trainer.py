@@ -157,24 +157,11 @@ class Trainer:
     Notes
     -----
     **The gradient hook.** Between ``model.backward`` and clipping + the
-    optimizer step, every parameter's ``grad`` holds the gradient of this
-    process's batch. That is the one place where gradients can be combined
-    across processes for data-parallel training: set ``trainer.gradient_hook``
-    to a function of the parameter list that replaces each ``p.grad`` (in place)
-    by the average over processes, e.g. with mpi4py::
-
-        def allreduce_mean(params):
-            for p in params:
-                g = p.grad
-                comm.Allreduce(MPI.IN_PLACE, g, op=MPI.SUM)
-                g /= comm.size
-
-    (each process's loss gradient is already averaged over its own batch, so the
-    mean over equally sized shards is the gradient of the global batch;
-    ``distributed="mpi"`` does this for you, for unequal shards too, see below).
-    ``Callback.on_after_backward(trainer)`` runs right after the hook, so the
-    clipping, the gradient norm in the history and the divergence check all see
-    the combined gradient.
+    optimizer step, every ``p.grad`` holds the gradient of this process's
+    batch (all ranks' under ``distributed="mpi"``): ``gradient_hook(params)``
+    may change them in place there, and ``Callback.on_after_backward`` runs
+    right after it, so clipping, the recorded norm and the divergence check
+    see what they leave.
 
     **Beside the loop**, each in its own module: what the batches may skip
     (:mod:`deltanet.accel.plan`; off with ``DELTANET_FAST=0``, same results to
