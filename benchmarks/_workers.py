@@ -6,7 +6,8 @@ allocator state, thread pools or caches between them) and its peak resident
 memory can be read from the operating system. The last line printed to
 stdout is one JSON object with the measurement.
 
-Spec keys: ``framework`` (``floor``, ``floor-F``, ``torch-floor``, ``deltanet``, ``deltanet-trainer``,
+Spec keys: ``framework`` (``floor``, ``floor-F``, ``torch-floor``, ``deltanet``, ``deltanet-trainer``
+(either with ``-ref`` appended: the same with ``DELTANET_FAST=0``),
 ``torch``, ``sklearn``), ``mode`` (``train`` or ``predict``), ``sizes``
 (``[d_0, ..., d_L]``), ``batch``, ``n_samples``, ``dtype``, ``threads``,
 ``epochs`` (timed epochs; ``predict`` repeats), ``warmup`` (batches run
@@ -435,13 +436,16 @@ RUNNERS = {"floor": run_floor, "floor-F": run_floor_f, "torch-floor": run_torch_
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
+    if spec["framework"].endswith("-ref"):              # deltanet's reference path alone: the fast path off
+        os.environ["DELTANET_FAST"] = "0"
+        spec["framework"] = spec["framework"][:-len("-ref")]
     for module in PRELOAD[spec["framework"]]:
         importlib.import_module(module)
     x, y = synthetic_data(spec["n_samples"], spec["sizes"][0], spec["sizes"][-1], spec["dtype"], spec["seed"])
     rss_before = current_rss_mb()
     result = RUNNERS[spec["framework"]](spec, x, y)
     peak = peak_rss_mb()
-    result.update({"framework": spec["framework"], "mode": spec["mode"], "rss_before_mb": rss_before, "peak_rss_mb": peak,
+    result.update({"framework": json.loads(argv[0])["framework"], "mode": spec["mode"], "rss_before_mb": rss_before, "peak_rss_mb": peak,
                    "peak_delta_mb": max(0.0, peak - rss_before), "blas": blas_info(), "pid": os.getpid()})
     print(json.dumps(result))
     return 0

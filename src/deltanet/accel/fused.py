@@ -138,9 +138,10 @@ class FusedStep:
         for group in self.groups:
             self.create_state(group, keys)
             if kernel is not None and kernels.takes(group.buffer.value):
-                arguments = opt.rule_arguments()
-                for w, g, state, decay in group.parts(keys, split):
-                    sq += kernel(w, g, state, decay=decay, measure=measure, **arguments)
+                # one launch over the whole buffer: the decayed parameters come first, the kernel knows how many
+                (w, g, state, _), = group.parts(keys, split=False)
+                decay = group.buffer.n_decay if split else False
+                sq += kernel(w, g, state, decay=decay, measure=measure, **opt.rule_arguments())
                 continue
             for w, g, state, work, decay in group.chunks(keys, split):
                 if measure:

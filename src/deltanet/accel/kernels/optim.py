@@ -6,7 +6,10 @@ same keyword hyper-parameters as its reference rule, and ``measure``; it
 updates ``w`` and ``state`` in place exactly as the rule does (the same
 correctly rounded operations per element, in the same order, in the array's
 dtype; Numba compiles without ``fastmath``, so nothing is contracted or
-reordered) and returns ``sum_i grad_i^2`` when ``measure``, else 0.
+reordered) and returns ``sum_i grad_i^2`` when ``measure``, else 0. ``decay`` is
+True (every element is weight-decayed), False (none), or the number of leading
+elements that are: a flat buffer keeps its decayed parameters first, so one
+launch updates both kinds.
 
 One difference, below float resolution: every value and state entry the
 kernel writes is stored as 0 where it would be subnormal (smaller in magnitude
@@ -81,6 +84,14 @@ def _threshold(w: Any, factor: float, root: bool = False) -> Any:
     return w.dtype.type(math.sqrt(tiny / factor) if root else tiny / factor)
 
 
+def _n_decay(w: Any, decay: bool | int) -> int:
+    """How many leading elements of ``w`` are weight-decayed: ``decay`` itself when an int (the flat buffer keeps
+    the decayed parameters first), all for True, none for False -- one launch for both kinds of parameter."""
+    if isinstance(decay, bool):
+        return w.size if decay else 0
+    return int(decay)
+
+
 def _norm_squared(grad: Any, measure: bool) -> float:
     """``sum_i grad_i^2`` by one BLAS dot when ``measure``, else 0. Not inside the kernels: a float64 sum in the
     loop keeps it from being vectorized (benchmarks/results/measurements.md)."""
@@ -89,10 +100,11 @@ def _norm_squared(grad: Any, measure: bool) -> float:
 
 # -- SGD ------------------------------------------------------------------------------
 @_jit
-def _sgd(w, g, b, lr, mu, l2, nesterov, tiny, w_floor):                           # pragma: no cover - compiled
+def _sgd(w, g, b, lr, mu, l2, n_decay, nesterov, tiny, w_floor):                  # pragma: no cover - compiled
+    zero = l2 - l2                                                           # 0 in the dtype
     for i in prange(w.size):
         gi = g[i]
-        gi = w[i] * l2 + gi                                                  # g = grad + lambda W
+        gi = w[i] * (l2 if i < n_decay else zero) + gi                       # g = grad + lambda W (decayed ones)
         if b.size:
             bi = b[i] * mu + gi                                              # b = mu b + g
             b[i] = _zero_below(bi, tiny)
@@ -100,25 +112,28 @@ def _sgd(w, g, b, lr, mu, l2, nesterov, tiny, w_floor):                         
         w[i] = _zero_below(w[i] - gi * lr, w_floor)                                  # W = W - alpha g
 
 
-def sgd(w: Any, grad: Any, state: dict[str, Any], *, decay: bool, measure: bool, lr: float, momentum: float,
+def sgd(w: Any, grad: Any, state: dict[str, Any], *, decay: bool | int, measure: bool, lr: float, momentum: float,
         nesterov: bool, weight_decay: float) -> float:
     """:func:`deltanet.optim.rules.sgd` in one pass: reads ``w, g`` (and ``b``), writes ``w`` (and ``b``)."""
     t = w.dtype.type
     b = state["momentum_buffer"] if momentum else _empty(w.dtype)
     sq = _norm_squared(grad, measure)
     with _LOCK:
-        _sgd(w, grad, b, t(lr), t(momentum), t(weight_decay if decay else 0.0), bool(nesterov), _tiny(w), _weight_floor(w))
+        _sgd(w, grad, b, t(lr), t(momentum), t(weight_decay), _n_decay(w, decay), bool(nesterov), _tiny(w),
+             _weight_floor(w))
     return sq
 
 
 # -- Adam / AdamW ---------------------------------------------------------------------
 @_jit
-def _adam(w, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step, eps_hat, l2, shrink, tiny,
-          w_min, g_min, w_floor):                                                     # pragma: no cover - compiled
+def _adam(w, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step, eps_hat, l2, shrink, one, n_decay,
+          tiny, w_min, g_min, w_floor):                                               # pragma: no cover - compiled
+    zero = l2 - l2                                                           # 0 in the dtype (one: 1 in it)
     for i in prange(w.size):
         gi = g[i]
-        wi = w[i] * shrink                                                   # W = W - alpha lambda W (AdamW)
-        gi = _zero_below(wi, w_min) * l2 + gi                                     # g = grad + lambda W (Adam)
+        decayed = i < n_decay
+        wi = w[i] * (shrink if decayed else one)                             # W = W - alpha lambda W (AdamW)
+        gi = _zero_below(wi, w_min) * (l2 if decayed else zero) + gi              # g = grad + lambda W (Adam)
         mi = m[i] * beta1 + gi * one_minus_beta1                             # m = beta1 m + (1 - beta1) g
         gs = _zero_below(gi, g_min)
         vi = v[i] * beta2 + gs * gs * one_minus_beta2                        # v = beta2 v + (1 - beta2) g^2
@@ -128,28 +143,29 @@ def _adam(w, g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2, step, eps_
         w[i] = _zero_below(wi, w_floor)
 
 
-def adam(w: Any, grad: Any, state: dict[str, Any], *, decay: bool, measure: bool, lr: float, beta1: float,
+def adam(w: Any, grad: Any, state: dict[str, Any], *, decay: bool | int, measure: bool, lr: float, beta1: float,
          beta2: float, eps: float, weight_decay: float, decoupled: bool, t: int) -> float:
     """:func:`deltanet.optim.rules.adam` in one pass: reads ``w, g, m, v``, writes ``w, m, v``."""
     c = w.dtype.type
     root_bc2 = math.sqrt(1.0 - beta2**t)
-    on = decay and weight_decay
-    shrink = 1.0 - lr * weight_decay if on and decoupled else 1.0
-    l2 = weight_decay if on and not decoupled else 0.0
+    shrink = 1.0 - lr * weight_decay if decoupled else 1.0
+    l2 = 0.0 if decoupled else weight_decay
     sq = _norm_squared(grad, measure)
     with _LOCK:
         _adam(w, grad, state["exp_avg"], state["exp_avg_sq"], c(beta1), c(1.0 - beta1), c(beta2), c(1.0 - beta2),
-              c(lr * root_bc2 / (1.0 - beta1**t)), c(eps * root_bc2), c(l2), c(shrink), _tiny(w),
+              c(lr * root_bc2 / (1.0 - beta1**t)), c(eps * root_bc2), c(l2), c(shrink), c(1.0), _n_decay(w, decay),
+              _tiny(w),
               _threshold(w, l2), _threshold(w, 1.0 - beta2, root=True), _weight_floor(w))
     return sq
 
 
 # -- RMSprop ----------------------------------------------------------------------------
 @_jit
-def _rmsprop(w, g, v, a, b, lr, rho, one_minus_rho, eps, mu, l2, tiny, w_floor):   # pragma: no cover - compiled
+def _rmsprop(w, g, v, a, b, lr, rho, one_minus_rho, eps, mu, l2, n_decay, tiny, w_floor):  # pragma: no cover
+    zero = l2 - l2                                                           # 0 in the dtype
     for i in prange(w.size):
         gi = g[i]
-        gi = w[i] * l2 + gi                                                  # g = grad + lambda W
+        gi = w[i] * (l2 if i < n_decay else zero) + gi                       # g = grad + lambda W (decayed ones)
         vi = v[i] * rho + gi * gi * one_minus_rho                            # v = rho v + (1 - rho) g^2
         v[i] = _zero_below(vi, tiny)
         if a.size:
@@ -163,7 +179,7 @@ def _rmsprop(w, g, v, a, b, lr, rho, one_minus_rho, eps, mu, l2, tiny, w_floor):
         w[i] = _zero_below(w[i] - d * lr, w_floor)                                   # W = W - alpha b  (or alpha d)
 
 
-def rmsprop(w: Any, grad: Any, state: dict[str, Any], *, decay: bool, measure: bool, lr: float, alpha: float,
+def rmsprop(w: Any, grad: Any, state: dict[str, Any], *, decay: bool | int, measure: bool, lr: float, alpha: float,
             eps: float, momentum: float, weight_decay: float, centered: bool) -> float:
     """:func:`deltanet.optim.rules.rmsprop` in one pass: reads ``w, g, v`` (``a``, ``b``), writes ``w, v`` (``a``, ``b``)."""
     c = w.dtype.type
@@ -173,7 +189,7 @@ def rmsprop(w: Any, grad: Any, state: dict[str, Any], *, decay: bool, measure: b
     sq = _norm_squared(grad, measure)
     with _LOCK:
         _rmsprop(w, grad, state["square_avg"], a, b, c(lr), c(alpha), c(1.0 - alpha), c(eps), c(momentum),
-                 c(weight_decay if decay else 0.0), _tiny(w), _weight_floor(w))
+                 c(weight_decay), _n_decay(w, decay), _tiny(w), _weight_floor(w))
     return sq
 
 
