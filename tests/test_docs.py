@@ -149,6 +149,28 @@ def test_docs_examples_run(page, tmp_path, monkeypatch):
     assert results.failed == 0, f"{page.name}: {results.failed} of {results.attempted} examples failed (see the output above)"
 
 
+PACKAGE = Path(dn.__file__).resolve().parent
+#: The modules whose docstrings hold examples (the API reference shows them).
+DOCSTRING_MODULES = sorted(
+    ".".join(("deltanet", *path.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+    for path in PACKAGE.rglob("*.py") if ">>>" in path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("module_name", DOCSTRING_MODULES)
+def test_docstring_examples_run(module_name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:   # an optional extra (scikit-learn, onnx) is not installed
+        pytest.skip(f"{module_name} needs {exc.name}")
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in finder.find(module, module_name):   # each in a copy of its module's namespace, as doctest does
+        runner.run(test)
+    results = runner.summarize(verbose=False)
+    assert results.failed == 0, f"{module_name}: {results.failed} of {results.attempted} docstring examples failed (see the output above)"
+
+
 # ---------------------------------------------------------------------------
 # CLI reference and the site
 # ---------------------------------------------------------------------------
