@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 EQUATION_PAGES = sorted((DOCS / "equations").glob("*.md"))
-#: Pages whose code blocks are run by the tests (every page but the API stubs and the generated CLI page).
-EXAMPLE_PAGES = [DOCS / "index.md", DOCS / "tutorial.md"]
+#: Pages with Python examples (``pycon`` or ``python`` code blocks): the tests run them all.
+EXAMPLE_PAGES = [p for p in sorted(DOCS.rglob("*.md")) if re.search(r"^```(pycon|python)\b", p.read_text(encoding="utf-8"), re.M)]
 
 DOTTED = re.compile(r"`(deltanet(?:\.[A-Za-z_][A-Za-z0-9_]*)+)`")
 
@@ -107,6 +107,12 @@ def test_equation_pages_name_existing_objects(page):
             resolve(name)
 
 
+def test_equation_page_links_point_where_they_say():
+    for page in EQUATION_PAGES:
+        for shown, target in re.findall(r"\[`([^`]+)`\]\[([^\]]*)\]", page.read_text(encoding="utf-8")):
+            assert target in ("", shown), f"{page.name}: [`{shown}`] links to {target}"
+
+
 def test_equation_pages_cover_every_course_section():
     titles = {p.stem for p in EQUATION_PAGES}
     assert {"mlp", "backpropagation", "training", "implementation", "advanced"} <= titles
@@ -143,6 +149,7 @@ def run_page(page: Path) -> doctest.TestResults:
 
 @pytest.mark.parametrize("page", EXAMPLE_PAGES, ids=lambda p: p.name)
 def test_docs_examples_run(page, tmp_path, monkeypatch):
+    assert {"index.md", "tutorial.md"} <= {p.name for p in EXAMPLE_PAGES}
     monkeypatch.chdir(tmp_path)   # examples that write files write them here
     results = run_page(page)
     assert results.attempted > 0, f"{page.name}: no examples"
@@ -157,6 +164,7 @@ DOCSTRING_MODULES = sorted(
 
 
 @pytest.mark.parametrize("module_name", DOCSTRING_MODULES)
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer:Warning")   # the estimators' example stops at max_iter, as in scikit-learn
 def test_docstring_examples_run(module_name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     try:
