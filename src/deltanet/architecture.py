@@ -22,7 +22,7 @@ def geometric_hidden_sizes(d_in: int, d_out: int, n_hidden: int) -> list[int]:
     d_l = d_in (d_out / d_in)^(l / L), rounded, at least 1.
 
     >>> geometric_hidden_sizes(784, 10, 2)
-    [184, 43]
+    [183, 43]
     """
     if n_hidden < 0:
         raise ValueError(f"n_hidden must be >= 0, got {n_hidden}")

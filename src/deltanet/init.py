@@ -80,7 +80,10 @@ def _uniform(limit: float, shape: Shape, rng: numpy.random.Generator, dtype: Any
 
 
 def xavier_normal(shape: Shape, rng: Any = None, dtype: Any = None, *, order: str = "C") -> Any:
-    """W_ij ~ N(0, 2 / (d_in + d_out)) (Glorot normal)."""
+    r"""W_ij ~ N(0, 2 / (d_in + d_out)) (Glorot normal).
+
+    $$W_{ij} \sim \mathcal{N}\Bigl(0, \frac{2}{d_\text{in} + d_\text{out}}\Bigr)$$
+    """
     fan_in, fan_out = _fans(shape)
     return _normal(math.sqrt(2.0 / (fan_in + fan_out)), shape, backend.make_rng(rng), dtype, order)
 
@@ -92,7 +95,10 @@ def xavier_uniform(shape: Shape, rng: Any = None, dtype: Any = None, *, order: s
 
 
 def he_normal(shape: Shape, rng: Any = None, dtype: Any = None, *, order: str = "C") -> Any:
-    """W_ij ~ N(0, 2 / d_in) (He / Kaiming normal, for ReLU)."""
+    r"""W_ij ~ N(0, 2 / d_in) (He / Kaiming normal, for ReLU).
+
+    $$W_{ij} \sim \mathcal{N}\Bigl(0, \frac{2}{d_\text{in}}\Bigr)$$
+    """
     fan_in, _ = _fans(shape)
     return _normal(math.sqrt(2.0 / fan_in), shape, backend.make_rng(rng), dtype, order)
 

@@ -94,6 +94,11 @@ def _flush_subnormal(e: Any) -> None:
 class SoftmaxCrossEntropy(Loss):
     r"""Softmax followed by cross-entropy, fused: L = -sum_i t_i log y_i, y = softmax(z).
 
+    $$
+    L = -\frac{1}{B} \sum_{b=1}^{B} \sum_i t_{bi} \log y_{bi}, \quad y_b = \mathrm{softmax}(z_b),
+    \qquad \delta^{(L)} = \frac{\partial L}{\partial z} = \frac{y - t}{B}
+    $$
+
     ``forward(z, t)``: ``z`` are the logits, shape ``(batch, C)`` (or
     ``(batch, ..., C)``; 1-D logits are refused); ``t`` is either integer labels
     of shape ``(batch,)`` (``(batch, ...)``) with values in [0, C), or float

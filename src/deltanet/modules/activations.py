@@ -64,6 +64,8 @@ class Identity(Activation):
 class Sigmoid(Activation):
     r"""sigma(z) = 1 / (1 + e^{-z}), range (0, 1).
 
+    $$\sigma(z) = \frac{1}{1 + e^{-z}}, \qquad \sigma'(z) = \sigma(z)\,\bigl(1 - \sigma(z)\bigr)$$
+
     Forward, overflow-free for any finite z: with e = exp(-|z|) <= 1,
     sigma(z) = 1 / (1 + e) for z >= 0 and e / (1 + e) for z < 0.
 
@@ -90,6 +92,8 @@ class Sigmoid(Activation):
 class Tanh(Activation):
     r"""tanh(z), range (-1, 1), zero-centred.
 
+    $$h = \tanh(z), \qquad \frac{\partial L}{\partial z} = \frac{\partial L}{\partial h} \odot (1 - h^2)$$
+
     Backward: dL/dz = dL/dh * (1 - h^2), from the cached output h.
     """
 
@@ -110,6 +114,8 @@ class Tanh(Activation):
 
 class ReLU(Activation):
     r"""ReLU(z) = max(0, z).
+
+    $$\mathrm{ReLU}(z) = \max(0, z), \qquad \frac{\partial L}{\partial z} = \frac{\partial L}{\partial h} \odot [z > 0]$$
 
     Backward: dL/dz = dL/dh * [z > 0] (the derivative at 0 is taken as 0, as in
     the reference), using h > 0 <=> z > 0 from the cached output. Units whose
@@ -138,6 +144,11 @@ class ReLU(Activation):
 
 class LeakyReLU(Activation):
     r"""LeakyReLU(z) = z for z > 0, alpha z otherwise (alpha = 0.01 by default).
+
+    $$
+    \mathrm{LeakyReLU}(z) = \begin{cases} z & z > 0 \\ \alpha z & z \le 0 \end{cases},
+    \qquad \frac{\partial h}{\partial z} = \begin{cases} 1 & z > 0 \\ \alpha & z \le 0 \end{cases}
+    $$
 
     Backward: dL/dz = dL/dh * (1 if z > 0 else alpha), from a mask of z > 0.
     """
@@ -175,6 +186,11 @@ class LeakyReLU(Activation):
 
 class Softmax(Activation):
     r"""y_i = e^{z_i} / sum_j e^{z_j} along ``axis`` (default: the last).
+
+    $$
+    y_i = \frac{e^{z_i}}{\sum_j e^{z_j}},
+    \qquad \frac{\partial L}{\partial z} = y \odot \Bigl(g - \sum_j g_j y_j\Bigr), \quad g = \frac{\partial L}{\partial y}
+    $$
 
     Forward, stable: subtract max_j z_j first (the result is unchanged and no
     exponential overflows).

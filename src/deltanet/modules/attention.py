@@ -77,6 +77,8 @@ def causal_mask(t_q: int, t_k: int | None = None) -> Any:
 def attention_forward(q: Any, k: Any, v: Any, mask: Any = None) -> tuple[Any, Any]:
     r"""O = softmax(Q K^T / sqrt(d_k)) V over the last two axes; returns ``(O, A)``.
 
+    $$A = \mathrm{softmax}\Bigl(\frac{Q K^\top}{\sqrt{d_k}}\Bigr), \qquad O = A V$$
+
     Parameters
     ----------
     q : array ``(..., T_q, d_k)``
@@ -141,6 +143,8 @@ def attention_backward(grad_out: Any, q: Any, k: Any, v: Any, weights: Any) -> t
 
 class ScaledDotProductAttention(Module):
     r"""Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, a module without parameters.
+
+    $$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\Bigl(\frac{Q K^\top}{\sqrt{d_k}}\Bigr) V$$
 
     Parameters
     ----------

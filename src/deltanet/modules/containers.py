@@ -121,6 +121,8 @@ class Sequential(Module):
 class Residual(Module):
     r"""Skip connection: y = block(x) + x, or y = block(x) + projection(x).
 
+    $$y = f(x) + x, \qquad \frac{\partial L}{\partial x} = f'(x)^\top g + g, \quad g = \frac{\partial L}{\partial y}$$
+
     The reference's h^(l) = sigma(W^(l) h^(l-1) + b^(l)) + h^(l-2) is
     ``Residual(Sequential(Linear(d, d), act))`` fed with h^(l-2) -- or, with the
     intermediate layer explicit, a ``Residual`` around two layers. When

@@ -67,6 +67,11 @@ def _scaled_mask(keep: Any, like: Any, scale: Any) -> Any:
 class Dropout(Module):
     r"""Zero each unit with probability ``rate`` during training (inverted dropout).
 
+    $$
+    h_\text{out} = \frac{h \odot m}{p}, \quad m_i \sim \mathrm{Bernoulli}(p), \quad p = 1 - \text{rate},
+    \qquad \frac{\partial L}{\partial h} = \frac{\partial L}{\partial h_\text{out}} \odot \frac{m}{p}
+    $$
+
     Parameters
     ----------
     rate : float in [0, 1)

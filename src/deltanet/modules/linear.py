@@ -13,6 +13,13 @@ from .base import Module
 class Linear(Module):
     r"""Affine map ``z = W h + b``, batch-first: ``z = x @ W.T + b``.
 
+    $$
+    z = x W^\top + b,
+    \qquad \frac{\partial L}{\partial W} = \delta^\top x,
+    \qquad \frac{\partial L}{\partial b} = \sum_n \delta_n,
+    \qquad \frac{\partial L}{\partial x} = \delta W
+    $$
+
     Parameters
     ----------
     in_features, out_features : int

@@ -12,6 +12,11 @@ from .base import Module
 class BatchNorm(Module):
     r"""Batch normalization over the last axis (features); every other axis is batch.
 
+    $$
+    \mu_B = \frac{1}{n}\sum_i x_i, \quad \sigma_B^2 = \frac{1}{n}\sum_i (x_i - \mu_B)^2,
+    \quad \hat{x}_i = \frac{x_i - \mu_B}{\sqrt{\sigma_B^2 + \epsilon}}, \quad y_i = \gamma \hat{x}_i + \beta
+    $$
+
     Parameters
     ----------
     num_features : int

@@ -27,6 +27,11 @@ def grad_norm(params: Iterable[Parameter]) -> float:
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float, *, norm: float | None = None) -> float:
     r"""Clip gradients by their global norm, in place; return the norm before clipping.
 
+    $$
+    \lVert \nabla L \rVert > \tau \;\Rightarrow\; \nabla L \leftarrow \frac{\tau}{\lVert \nabla L \rVert}\, \nabla L,
+    \qquad \lVert \nabla L \rVert = \Bigl(\sum_p \lVert g_p \rVert_F^2\Bigr)^{1/2}
+    $$
+
     Parameters
     ----------
     params : iterable of Parameter

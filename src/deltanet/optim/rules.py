@@ -28,7 +28,10 @@ from .. import backend
 
 
 def l2_gradient(w: Any, grad: Any, weight_decay: float, decay: bool, out: Any) -> Any:
-    r"""``grad + lambda W`` written into ``out`` where weight decay applies (2 passes), else ``grad`` itself."""
+    r"""``grad + lambda W`` written into ``out`` where weight decay applies (2 passes), else ``grad`` itself.
+
+    $$\frac{\partial}{\partial W}\Bigl(L + \frac{\lambda}{2} \lVert W \rVert_F^2\Bigr) = \frac{\partial L}{\partial W} + \lambda W$$
+    """
     if not (decay and weight_decay):
         return grad
     backend.xp.multiply(w, weight_decay, out=out)                  # g = grad + lambda W
@@ -44,6 +47,8 @@ def sgd(w: Any, grad: Any, state: dict[str, Any], work: Sequence[Any], *, decay:
         b <- mu b + g                        (mu > 0; b_0 = 0 so b_1 = g)
         g <- g + mu b  (Nesterov)  or  g <- b
         W <- W - alpha g
+
+    $$b \leftarrow \mu b + g, \qquad W \leftarrow W - \alpha b \qquad (\text{no momentum: } W \leftarrow W - \alpha g)$$
     """
     xp = backend.xp
     tmp, step = work

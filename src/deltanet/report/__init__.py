@@ -1,9 +1,9 @@
 """Training reports: PNG figures and one self-contained ``report.html``.
 
 >>> from deltanet.report import write_report
->>> report = write_report("runs/demo", history, config_text=open("runs/demo/config.toml").read(),
+>>> report = write_report("runs/demo", history, config_text=open("runs/demo/config.toml").read(),  # doctest: +SKIP
 ...                       metrics={"test accuracy": 0.98}, y_true=y_test, y_pred=pred, class_names=names)
->>> report.html_path
+>>> report.html_path  # doctest: +SKIP
 PosixPath('runs/demo/report.html')
 
 The figures (matplotlib, the ``[plot]`` extra): loss and accuracy per epoch

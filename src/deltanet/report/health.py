@@ -1,7 +1,7 @@
 """A plain-language backprop health summary from a training history (no HTML, no matplotlib).
 
 >>> from deltanet.report.health import health_summary
->>> for line in health_summary(history, layer_labels=labels):
+>>> for line in health_summary(history, layer_labels=labels):  # doctest: +SKIP
 ...     print(line)
 
 Each verdict is one short sentence. The CLI prints the same lines at the end of

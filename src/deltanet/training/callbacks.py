@@ -149,6 +149,8 @@ class ModelCheckpoint(Callback):
         file always holds the last complete epoch and resuming from it ends
         bit-identical to an uninterrupted run (the cut epoch is run again).
 
+    Notes
+    -----
     The file holds weights, buffers, optimizer and schedule state, random
     generator states, epoch, the run's planned last epoch and history (see
     :meth:`Trainer.save_checkpoint`); ``Trainer.load_checkpoint(path)`` or
