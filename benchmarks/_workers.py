@@ -7,7 +7,7 @@ memory can be read from the operating system. The last line printed to
 stdout is one JSON object with the measurement.
 
 Spec keys: ``framework`` (``floor``, ``floor-F``, ``torch-floor``, ``deltanet``, ``deltanet-trainer``
-(either with ``-ref`` appended: the same with ``DELTANET_FAST=0``),
+(either with ``-numpy`` appended: the same with ``DELTANET_KERNELS=numpy``; with ``-ref``: ``DELTANET_FAST=0``),
 ``torch``, ``sklearn``), ``mode`` (``train`` or ``predict``), ``sizes``
 (``[d_0, ..., d_L]``), ``batch``, ``n_samples``, ``dtype``, ``threads``,
 ``epochs`` (timed epochs; ``predict`` repeats), ``warmup`` (batches run
@@ -436,9 +436,10 @@ RUNNERS = {"floor": run_floor, "floor-F": run_floor_f, "torch-floor": run_torch_
 
 def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
-    if spec["framework"].endswith("-ref"):              # deltanet's reference path alone: the fast path off
-        os.environ["DELTANET_FAST"] = "0"
-        spec["framework"] = spec["framework"][:-len("-ref")]
+    for suffix, variable, value in (("-ref", "DELTANET_FAST", "0"), ("-numpy", "DELTANET_KERNELS", "numpy")):
+        if spec["framework"].endswith(suffix):          # the reference path alone, or the fast path without kernels
+            os.environ[variable] = value
+            spec["framework"] = spec["framework"][:-len(suffix)]
     for module in PRELOAD[spec["framework"]]:
         importlib.import_module(module)
     x, y = synthetic_data(spec["n_samples"], spec["sizes"][0], spec["sizes"][-1], spec["dtype"], spec["seed"])

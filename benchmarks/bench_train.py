@@ -31,10 +31,11 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 WORKER = HERE / "_workers.py"
-FRAMEWORKS = ("floor", "floor-F", "torch-floor", "deltanet", "deltanet-trainer", "deltanet-command", "deltanet-ref",
-              "deltanet-trainer-ref", "torch", "sklearn")
-#: deltanet's rows again with the fast path off (``DELTANET_FAST=0``: the reference path alone); only on request.
-REFERENCE_FRAMEWORKS = ("deltanet-ref", "deltanet-trainer-ref")
+FRAMEWORKS = ("floor", "floor-F", "torch-floor", "deltanet", "deltanet-trainer", "deltanet-command", "deltanet-numpy",
+              "deltanet-trainer-numpy", "deltanet-ref", "deltanet-trainer-ref", "torch", "sklearn")
+#: deltanet's rows again without the compiled kernels (``-numpy``: ``DELTANET_KERNELS=numpy``) and with the whole
+#: fast path off (``-ref``: ``DELTANET_FAST=0``, the reference path alone); only on request.
+REFERENCE_FRAMEWORKS = ("deltanet-numpy", "deltanet-trainer-numpy", "deltanet-ref", "deltanet-trainer-ref")
 COMPARED = ("deltanet", "deltanet-trainer", "deltanet-command", "torch", "sklearn")
 #: (numerator, denominator) of every ratio reported, in table order. torch-floor/floor compares the two
 #: BLAS libraries on the same products; torch/torch-floor is PyTorch's overhead over its own BLAS;
@@ -43,7 +44,8 @@ COMPARED = ("deltanet", "deltanet-trainer", "deltanet-command", "torch", "sklear
 RATIOS = (*((fw, "floor") for fw in COMPARED), ("floor-F", "floor"), ("deltanet", "floor-F"), ("deltanet-trainer", "floor-F"),
           ("deltanet-command", "floor-F"), ("torch-floor", "floor"), ("torch", "torch-floor"),
           ("deltanet", "torch"), ("deltanet", "sklearn"), ("deltanet-trainer", "torch"), ("deltanet-trainer", "sklearn"),
-          ("deltanet-command", "torch"), ("deltanet", "deltanet-ref"), ("deltanet-trainer", "deltanet-trainer-ref"))
+          ("deltanet-command", "torch"), ("deltanet", "deltanet-numpy"), ("deltanet-trainer", "deltanet-trainer-numpy"), ("deltanet", "deltanet-ref"),
+          ("deltanet-trainer", "deltanet-trainer-ref"))
 
 #: Training recipes as users run them (the rows with a ``recipe``): deltanet-trainer is the Trainer with its
 #: defaults, deltanet-command is ``deltanet train`` itself, torch the same recipe. The plain SGD loop ("deltanet")
@@ -57,7 +59,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     "default": {"optimizer": "adam", "lr": 0.003, "l2": 1e-4, "dropout": 0.2, "schedule": "cosine", "val_fraction": 0.1},
     "mnist": {"optimizer": "adam", "lr": 1e-3, "l2": 1e-4, "dropout": 0.3, "schedule": "cosine", "val_fraction": 0.1},
 }
-NOT_FOR_RECIPES = ("deltanet", "deltanet-ref", "sklearn")
+NOT_FOR_RECIPES = ("deltanet", "deltanet-numpy", "deltanet-ref", "sklearn")
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,10 @@ QUICK_CASES = [
 
 def available_frameworks() -> list[str]:
     """The frameworks this machine can run: the floor and deltanet always, the others when installed."""
-    found = ["floor", "floor-F", "deltanet", "deltanet-ref"]
+    found = ["floor", "floor-F", "deltanet", "deltanet-numpy", "deltanet-ref"]
     try:
         if hasattr(importlib.import_module("deltanet.training"), "Trainer"):
-            found += ["deltanet-trainer", "deltanet-command", "deltanet-trainer-ref"]
+            found += ["deltanet-trainer", "deltanet-command", "deltanet-trainer-numpy", "deltanet-trainer-ref"]
     except ImportError:
         pass
     if importlib.util.find_spec("torch") is not None:
