@@ -107,6 +107,7 @@ def test_digits_without_sklearn_names_the_extra(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", fake_import)
+    monkeypatch.setattr("deltanet.data.bundled._bundled_file", lambda name: None)   # scikit-learn's files absent too
     with pytest.raises(ImportError, match=r"pip install deltanet\[sklearn\]"):
         load_digits()
 
@@ -116,3 +117,21 @@ def test_dataset_validates():
         Dataset("x", np.zeros((2, 2)), np.zeros(2), ["a", "b"], None, "clustering")
     with pytest.raises(ValueError, match="X has 2 samples but y has 3"):
         Dataset("x", np.zeros((2, 2)), np.zeros(3), ["a", "b"], None, "regression")
+
+
+def test_digits_are_read_from_scikit_learns_file_without_importing_it_and_equal_its_loader():
+    import subprocess
+    import sys
+
+    code = ("import sys; from deltanet.data.bundled import load_digits; X, y = load_digits(normalize=False); "
+            "print(X.shape, y.shape, int(X.sum()), 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    from sklearn.datasets import load_digits as sk_load
+
+    from deltanet.data.bundled import load_digits
+
+    X, y = load_digits(normalize=False)
+    ref = sk_load()
+    np.testing.assert_array_equal(X, ref.data)
+    np.testing.assert_array_equal(y, ref.target)
+    assert out[-1] == "False"                            # scikit-learn itself was not imported
