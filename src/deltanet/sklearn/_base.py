@@ -288,16 +288,65 @@ class BaseMLP(BaseEstimator):
 
     @property
     def coefs_(self) -> list[numpy.ndarray]:
-        """Weight matrices as scikit-learn lays them out: ``coefs_[i]`` has shape
-        ``(n_in, n_out)`` (the transpose of ``Linear.weight``); copies."""
-        return [backend.to_numpy(m.weight.value).T.copy() for m in self._linear_layers()]
+        """Weight matrices as scikit-learn lays them out: ``coefs_[i]`` has shape ``(n_in, n_out)``.
+
+        Each is a view of the network's weights (``Linear.weight.value`` is the
+        column-major ``(n_out, n_in)`` array, so its transpose is a row-major
+        ``(n_in, n_out)`` view, no copy): editing it in place edits the network,
+        and training updates it in place, as scikit-learn's ``partial_fit`` does.
+        A new ``fit`` (also with ``warm_start``) builds a new optimizer, which may
+        move the weights into new memory: read ``coefs_`` again after it.
+        Assign a list of arrays (same shapes) to set the weights.
+        """
+        return [_host_view(m.weight.value).T for m in self._linear_layers()]
+
+    @coefs_.setter
+    def coefs_(self, coefs: Any) -> None:
+        layers = self._linear_layers()
+        coefs = self._check_layer_arrays("coefs_", coefs, [(m.in_features, m.out_features) for m in layers])
+        for m, c in zip(layers, coefs, strict=True):
+            m.weight.value[...] = backend.xp.asarray(c.T)        # into the network's own memory (and the optimizer's)
 
     @property
     def intercepts_(self) -> list[numpy.ndarray]:
-        """Bias vectors, ``intercepts_[i]`` of shape ``(n_out,)``; zeros for a layer without
-        bias (followed by batch norm, whose shift ``beta`` plays that role); copies."""
-        return [backend.to_numpy(m.bias.value).copy() if m.bias is not None
-                else numpy.zeros(m.out_features, dtype=m.dtype) for m in self._linear_layers()]
+        """Bias vectors, ``intercepts_[i]`` of shape ``(n_out,)``: views of the network's biases, as
+        :attr:`coefs_`; a layer without bias (followed by batch norm, whose shift ``beta`` plays
+        that role) gives a read-only array of zeros. Assign a list of arrays to set them."""
+        out = []
+        for m in self._linear_layers():
+            if m.bias is not None:
+                out.append(_host_view(m.bias.value))
+            else:
+                zeros = numpy.zeros(m.out_features, dtype=m.dtype)
+                zeros.flags.writeable = False
+                out.append(zeros)
+        return out
+
+    @intercepts_.setter
+    def intercepts_(self, intercepts: Any) -> None:
+        layers = self._linear_layers()
+        intercepts = self._check_layer_arrays("intercepts_", intercepts, [(m.out_features,) for m in layers])
+        for i, (m, b) in enumerate(zip(layers, intercepts, strict=True)):
+            if m.bias is not None:
+                m.bias.value[...] = backend.xp.asarray(b)
+            elif numpy.any(b != 0):
+                raise ValueError(f"intercepts_[{i}]: layer {i} has no bias (batch normalization follows it; its "
+                                 "shift beta plays that role), so its intercept must stay zero")
+
+    def _check_layer_arrays(self, name: str, arrays: Any, shapes: list[tuple[int, ...]]) -> list[numpy.ndarray]:
+        dtype = self.network_.parameters()[0].dtype
+        try:
+            arrays = [numpy.asarray(a, dtype=dtype) for a in arrays]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be a list of {len(shapes)} numeric arrays: {exc}") from exc
+        if len(arrays) != len(shapes):
+            raise ValueError(f"{name} must be a list of {len(shapes)} arrays (one per layer), got {len(arrays)}")
+        for i, (a, shape) in enumerate(zip(arrays, shapes, strict=True)):
+            if a.shape != shape:
+                raise ValueError(f"{name}[{i}] has shape {a.shape}, expected {shape}")
+            if not numpy.isfinite(a).all():
+                raise ValueError(f"{name}[{i}] contains NaN or infinity")
+        return arrays
 
     # -- model files ------------------------------------------------------------------
     def _metadata(self) -> dict[str, Any]:
@@ -420,6 +469,11 @@ class BaseMLP(BaseEstimator):
         est._trainer = None
         est._restore_target_metadata(meta)
         return est
+
+
+def _host_view(a: Any) -> numpy.ndarray:
+    """``a`` itself on NumPy (a view, no copy); a host copy on another backend."""
+    return a if isinstance(a, numpy.ndarray) else backend.to_numpy(a)
 
 
 class _PickledNetwork:

@@ -10,9 +10,10 @@ from sklearn.utils import column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import type_of_target
 
-from ..losses import BinaryCrossEntropyWithLogits, Loss, SoftmaxCrossEntropy
+from ..losses import Loss, SoftmaxCrossEntropy
 from ..modules.activations import sigmoid
 from ._base import BaseMLP
+from ._losses import MultilabelLogLoss
 
 _SUPPORTED = ("binary", "multiclass", "multilabel-indicator")
 
@@ -25,10 +26,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     ``sgd``, ``adam``, ``adamw``, ``rmsprop``, dropout, batch normalization,
     gradient clipping, learning-rate schedules, float32 by default.
 
-    Targets: 1-D labels (binary or multiclass: a softmax output over the
-    classes, :class:`~deltanet.SoftmaxCrossEntropy`), or a 2-D 0/1 indicator
-    matrix (multi-label: one sigmoid output per label,
-    :class:`~deltanet.BinaryCrossEntropyWithLogits`).
+    Targets: 1-D labels (multiclass: a softmax output over the classes,
+    :class:`~deltanet.SoftmaxCrossEntropy`; binary: one logistic output unit, the
+    logit of ``classes_[1]``), or a 2-D 0/1 indicator matrix (multi-label: one
+    sigmoid output per label). Binary and multi-label targets train on the
+    log-loss summed over the outputs and averaged over the samples
+    (:class:`~deltanet.sklearn._losses.MultilabelLogLoss`), scikit-learn's objective.
 
     Parameters
     ----------
@@ -122,7 +125,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         save it with :func:`deltanet.save`, or call
         ``network_.forward(X, training=False)``.
     loss_ : float
-        Training loss of the last epoch (cross-entropy, L2 term not included).
+        Training loss of the last epoch (its mean over the batches, L2 term included, as in scikit-learn).
     loss_curve_ : list of float
         Training loss of every epoch.
     best_loss_ : float or None
@@ -139,15 +142,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     n_outputs_ : int
         Output units (classes, or labels for multi-label targets).
     out_activation_ : str
-        ``"softmax"`` or ``"logistic"`` (multi-label).
+        ``"softmax"`` or ``"logistic"`` (binary, multi-label).
     coefs_, intercepts_ : lists of ndarray
         The linear layers' weights ``(n_in, n_out)`` and biases, as in scikit-learn (copies).
 
     Notes
     -----
-    Differences from scikit-learn's MLP: no ``lbfgs`` solver; binary problems
-    use a two-class softmax (scikit-learn uses one logistic unit; the model
-    class is the same); a row with zero ``sample_weight`` is dropped before
+    Differences from scikit-learn's MLP: no ``lbfgs`` solver; a row with zero ``sample_weight`` is dropped before
     training (it is absent, also from the batch-norm statistics); the learning
     rate schedules apply to every solver.
 
@@ -227,6 +228,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         z = self._forward(self._check_X(X))
         if self._multilabel:
             return sigmoid(z, out=z)
+        if self._binary:
+            p = sigmoid(z[:, 0])
+            return numpy.stack([1.0 - p, p], axis=1)
         z -= z.max(axis=1, keepdims=True)
         numpy.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
@@ -237,6 +241,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         z = self._forward(self._check_X(X))
         if self._multilabel:
             return -numpy.logaddexp(0.0, -z)                  # log sigma(z) = -log(1 + e^-z)
+        if self._binary:
+            return -numpy.logaddexp(0.0, numpy.concatenate([z, -z], axis=1))   # log sigma(-z), log sigma(z)
         z -= z.max(axis=1, keepdims=True)
         z -= numpy.log(numpy.exp(z).sum(axis=1, keepdims=True))
         return z
@@ -246,19 +252,26 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         z = self._forward(self._check_X(X))
         if self._multilabel:
             return (z > 0).astype(numpy.int64)
+        if self._binary:
+            return self.classes_[(z[:, 0] > 0).astype(numpy.intp)]
         return self.classes_[z.argmax(axis=1)]
 
     # -- hooks -------------------------------------------------------------------------
+    @property
+    def _binary(self) -> bool:
+        """Two classes, single-label: one logistic output unit, as in scikit-learn."""
+        return not getattr(self, "_multilabel", True) and len(self.classes_) == 2
+
     def _task(self) -> str:
-        return "multilabel" if getattr(self, "_multilabel", False) else "classification"
+        return "multilabel" if getattr(self, "_multilabel", False) or self._binary else "classification"
 
     def _loss(self) -> Loss:
-        return BinaryCrossEntropyWithLogits() if self._multilabel else SoftmaxCrossEntropy()
+        return MultilabelLogLoss() if self._multilabel or self._binary else SoftmaxCrossEntropy()
 
     @property
     def out_activation_(self) -> str:
-        """The output activation as scikit-learn names it: ``"softmax"`` or ``"logistic"``."""
-        return "logistic" if self._multilabel else "softmax"
+        """The output activation as scikit-learn names it: ``"softmax"`` or ``"logistic"`` (binary, multi-label)."""
+        return "logistic" if self._multilabel or self._binary else "softmax"
 
     def _encode_targets(self, y: Any, *, first: bool, classes: Any = None) -> Any:
         name = type(self).__name__
@@ -283,7 +296,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                 if self.classes_.shape[0] < 2:
                     raise ValueError(f"{name} needs samples of at least 2 classes in the data, but the data contains "
                                      f"only 1 class: {self.classes_[0]!r}")
-            self.n_outputs_ = len(self.classes_)
+            self.n_outputs_ = 1 if len(self.classes_) == 2 and not multilabel else len(self.classes_)
         elif multilabel != self._multilabel:
             fitted_on = "multi-label" if self._multilabel else "single-label"
             raise ValueError(f"{name} was fitted on {fitted_on} targets; got {kind!r} targets now")
@@ -296,7 +309,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         unknown = self.classes_[idx] != y
         if unknown.any():
             raise ValueError(f"y contains labels not in classes_ {self.classes_!r}: {numpy.unique(y[unknown])!r}")
+        if self._binary:
+            return idx.astype(self._network_dtype()).reshape(-1, 1)
         return idx.astype(numpy.int64)
+
+    def _class_index(self, y_enc: Any) -> Any:
+        """Class indices of encoded single-label targets."""
+        return y_enc[:, 0].astype(numpy.int64) if self._binary else y_enc
 
     def _target_sample_weight(self, y_enc: Any, *, incremental: bool) -> Any:
         cw = self._validated["class_weight"]
@@ -307,18 +326,23 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if isinstance(cw, str) and incremental:
             raise ValueError("class_weight='balanced' is not supported for partial_fit (one batch's class "
                              "frequencies are not the data's); pass a dict computed from all the data")
-        weights = compute_class_weight(cw, classes=self.classes_, y=self.classes_[y_enc])
-        return weights[y_enc]
+        idx = self._class_index(y_enc)
+        weights = compute_class_weight(cw, classes=self.classes_, y=self.classes_[idx])
+        return weights[idx]
 
     def _stratify(self, y_enc: Any) -> Any:
         if self._multilabel:
             return None
+        y_enc = self._class_index(y_enc)
         counts = numpy.bincount(y_enc)
         return y_enc if counts[counts > 0].min() >= 2 else None
 
     def _validation_score(self, X: Any, y_enc: Any, sample_weight: Any) -> float:
         z = self._forward(X)
-        correct = ((z > 0) == (y_enc > 0.5)).all(axis=1) if self._multilabel else z.argmax(axis=1) == y_enc
+        if self._multilabel or self._binary:
+            correct = ((z > 0) == (y_enc > 0.5)).all(axis=1)
+        else:
+            correct = z.argmax(axis=1) == y_enc
         return float(numpy.average(correct, weights=sample_weight))
 
     def _target_metadata(self) -> dict[str, Any]:
@@ -326,7 +350,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                 "multilabel": bool(self._multilabel)}
 
     def _preprocessing(self) -> dict[str, Any]:
-        return {} if self._multilabel else {"class_names": [str(c) for c in self.classes_]}
+        # the labels of the outputs: a binary network has one output (the logit of classes_[1])
+        return {} if self._multilabel or self._binary else {"class_names": [str(c) for c in self.classes_]}
 
     def _restore_target_metadata(self, meta: dict[str, Any]) -> None:
         dtype = numpy.dtype(meta["classes_dtype"])

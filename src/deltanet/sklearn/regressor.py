@@ -8,8 +8,9 @@ import numpy
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
 
-from ..losses import Loss, MeanSquaredError
+from ..losses import Loss
 from ._base import BaseMLP
+from ._losses import HalfSquaredError
 
 
 class MLPRegressor(RegressorMixin, BaseMLP):
@@ -18,8 +19,10 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     A drop-in for :class:`sklearn.neural_network.MLPRegressor` (same parameter
     names where the meaning is the same; the squared error is the only loss).
     The output layer is linear (identity) with one unit per target column;
-    the loss is :class:`~deltanet.MeanSquaredError`, the mean over samples and
-    outputs of (y - t)^2 (scikit-learn reports half of it).
+    the objective is scikit-learn's, 1/(2n) sum_i sum_j (y_ij - t_ij)^2 plus
+    alpha/(2n) sum ||W||^2 (:class:`~deltanet.sklearn._losses.HalfSquaredError`);
+    ``loss_curve_`` holds scikit-learn's values (the squared-error part averaged
+    over the outputs too, as scikit-learn reports it).
 
     Parameters
     ----------
@@ -37,7 +40,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     n_features_in_, feature_names_in_, network_, loss_, loss_curve_, best_loss_,
     validation_scores_, best_validation_score_, n_iter_, t_, n_layers_,
     coefs_, intercepts_
-        As for :class:`~deltanet.sklearn.MLPClassifier` (the loss is the MSE).
+        As for :class:`~deltanet.sklearn.MLPClassifier` (the loss is half the MSE).
     n_outputs_ : int
         Target columns.
     out_activation_ : str
@@ -98,7 +101,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return "regression"
 
     def _loss(self) -> Loss:
-        return MeanSquaredError()
+        return HalfSquaredError()
 
     def _encode_targets(self, y: Any, *, first: bool, classes: Any = None) -> Any:
         if y.ndim not in (1, 2):

@@ -229,6 +229,8 @@ class Trainer:
         self.stop_reason: str | None = None
         self.stop_message: str | None = None
         self.n_batches = self.final_epoch = self.batch = 0
+        #: During ``fit``: the current batch's size, or its sum of sample weights (set before ``on_batch_begin``).
+        self.batch_weight = 0.0
         self.has_validation = self.resuming = self.in_fit = False
         #: During ``fit``: the epoch this fit's plan ends at (what a checkpoint records to resume it).
         self.planned_end_epoch: int | None = None
@@ -374,6 +376,7 @@ class Trainer:
             idx = perm[b * bs:(b + 1) * bs if b < last else n]
             xb, yb = gather(idx), train.y[idx]
             wb = train.sample_weight[idx] if weighted else None
+            self.batch_weight = float(wb.sum()) if weighted else float(len(idx))
             callbacks.on_batch_begin(self, self.batch)
             lr = self.lr
             if b == last:
