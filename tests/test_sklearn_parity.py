@@ -94,3 +94,55 @@ def test_multilabel_partial_fit_learns_like_scikit_learn():
         dn.partial_fit(X, Y, classes=np.arange(5))
     assert sk.score(X, Y) > 0.5
     assert abs(dn.score(X, Y) - sk.score(X, Y)) < 0.1
+
+
+# -- solver="lbfgs" ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("task", ["multiclass", "binary", "multilabel", "regression1"])
+def test_lbfgs_follows_scikit_learns_iterates(task):
+    """The same objective and gradient from the same weights: SciPy's L-BFGS-B takes the same steps."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 5))
+    y = _targets(task, rng, 60)
+    kw = dict(hidden_layer_sizes=(7, 4), solver="lbfgs", alpha=0.3, random_state=0, activation="tanh", max_iter=10)
+    Sk, Dn = (SkClassifier, MLPClassifier) if task != "regression1" else (SkRegressor, MLPRegressor)
+    sk = Sk(**kw).fit(X, y)
+    start = Sk(**{**kw, "max_iter": 1}).fit(X, y)        # the same initial weights as sk had
+    dn = Dn(**kw, dtype="float64", warm_start=True).fit(X, y)
+    copy_weights(start, dn)
+    sk_again = Sk(**kw, warm_start=True).fit(X, y)
+    copy_weights(start, sk_again)
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+        sk_again.fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):   # also under warm_start
+        dn.fit(X, y)
+    for a, b in zip(sk_again.coefs_ + sk_again.intercepts_, dn.coefs_ + dn.intercepts_, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-11)
+    assert dn.loss_ == pytest.approx(sk_again.loss_, rel=1e-10)
+    assert dn.n_iter_ == sk_again.n_iter_ == 10
+    assert len(dn.loss_curve_) == 20 and dn.loss_curve_[-1] == pytest.approx(dn.loss_)   # warm_start: the curve goes on
+    assert sk.n_iter_ == 10
+
+
+def test_lbfgs_has_no_partial_fit_and_warns_at_max_fun():
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((80, 4)), rng.integers(0, 3, 80)
+    clf = MLPClassifier((8,), solver="lbfgs", max_fun=5, random_state=0)
+    reg = MLPRegressor((8,), solver="lbfgs", random_state=0)
+    assert not hasattr(clf, "partial_fit") and not hasattr(reg, "partial_fit")
+    assert hasattr(MLPClassifier(solver="sgd"), "partial_fit")
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+        clf.fit(X, y)
+    assert clf.n_iter_ <= 5
+    with pytest.raises(ValueError, match="dropout"):
+        MLPClassifier((8,), solver="lbfgs", dropout=0.2).fit(X, y)
+
+
+def test_lbfgs_multi_output_regression_reaches_a_minimum():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((100, 4))
+    Y = np.tanh(X @ rng.standard_normal((4, 3)))
+    reg = MLPRegressor((16,), solver="lbfgs", max_iter=500, tol=1e-6, alpha=1e-3, random_state=0, dtype="float64")
+    reg.fit(X, Y)
+    assert reg.score(X, Y) > 0.99
+    sk = SkRegressor(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=500, tol=1e-6, alpha=1e-3, random_state=0).fit(X, Y)
+    assert reg.score(X, Y) >= sk.score(X, Y) - 0.01

@@ -48,7 +48,7 @@ class BaseMLP(BaseEstimator):
                  random_state: Any = None, tol: float = 1e-4, verbose: bool | int = False, warm_start: bool = False,
                  momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
-                 n_iter_no_change: int = 10, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
+                 n_iter_no_change: int = 10, max_fun: int = 15000, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
                  clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = "float32") -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -72,6 +72,7 @@ class BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.rho = rho
         self.dropout = dropout
         self.batch_norm = batch_norm
@@ -110,11 +111,13 @@ class BaseMLP(BaseEstimator):
                              y_numeric=self._task() == "regression")
         y_enc = self._encode_targets(y, first=first, classes=classes)
         sw = self._sample_weight(sample_weight, X.shape[0], y_enc, incremental=incremental)
+        self._sw_scale = 1.0
         if sw is not None:
             keep = sw > 0                     # a zero weight is an absent sample (also for batch statistics)
             if not keep.all():
                 X, y_enc, sw = X[keep], y_enc[keep], sw[keep]
             if numpy.all(sw == sw[0]):
+                self._sw_scale = float(sw[0])  # alpha's term is alpha / (2 sum w): keep the common weight
                 sw = None                     # equal weights: the plain mean, exactly
         if first:
             self._initialize(X.shape[1], p)
@@ -194,7 +197,65 @@ class BaseMLP(BaseEstimator):
         return get_optimizer(p["solver"], params, lr=lr, betas=(p["beta_1"], p["beta_2"]), eps=p["epsilon"],
                              weight_decay=decay)
 
+    def _objective_loss(self) -> Loss:
+        """The loss whose value and gradient are the objective itself (what a line search needs)."""
+        return self._loss()
+
+    def _report_factor(self) -> float:
+        """The objective's data term divided by the loss scikit-learn reports (D for the squared error)."""
+        return 1.0
+
+    def _check_solver(self) -> bool:
+        if self.solver == "lbfgs":
+            raise AttributeError("partial_fit is only available for stochastic optimizers. lbfgs is not stochastic.")
+        return True
+
+    def _train_lbfgs(self, X: Any, y_enc: Any, sw: Any, p: dict[str, Any]) -> None:
+        """Full-batch L-BFGS (:class:`deltanet.optim.LBFGS`) on scikit-learn's objective: data loss plus
+        alpha / (2 sum w) sum ||W||^2; scikit-learn's ``max_iter``, ``max_fun`` and ``tol`` (as ``gtol``)."""
+        from ..accel.plan import input_prechecked
+        from ..optim import LBFGS
+
+        total = X.shape[0] * self._sw_scale if sw is None else float(sw.sum())
+        opt = LBFGS(self.network_.parameters(), max_iter=p["max_iter"], max_fun=p["max_fun"], tol=p["tol"],
+                    weight_decay=p["alpha"] / total)
+        mask = opt._decay_mask()
+        factor = self._report_factor()
+        lam = opt.weight_decay
+        self._trainer = None
+        self.validation_scores_ = None
+        self.best_validation_score_ = None
+
+        def reported(result: Any) -> float:
+            w = result.x[mask]
+            l2 = 0.5 * lam * float(w @ w)
+            return (float(result.fun) - l2) / factor + l2
+
+        curve: list[float] = []
+
+        def each_iteration(result: Any) -> None:
+            curve.append(reported(result))
+            if p["verbose"]:
+                print(f"Iteration {len(curve)}, loss = {curve[-1]:.8f}")
+
+        net = self.network_
+        with input_prechecked(net):
+            result = opt.minimize(net, self._objective_loss(), X, y_enc, sw, callback=each_iteration)
+        if not math.isfinite(float(result.fun)):
+            raise ValueError(f"{type(self).__name__}: L-BFGS produced non-finite weights. The input data may contain "
+                             "large values and need to be preprocessed (e.g. StandardScaler).")
+        self.n_iter_ = min(int(result.nit), p["max_iter"])
+        self.loss_curve_.extend(curve)
+        self.loss_ = reported(result)
+        self.best_loss_ = min(self.loss_curve_, default=self.loss_)
+        if result.status != 0:
+            warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status={result.status}):\n"
+                          f"{result.message}\n\nIncrease the number of iterations (max_iter) or the number of loss "
+                          "evaluations (max_fun), or scale the data.", ConvergenceWarning, stacklevel=4)
+
     def _train(self, X: Any, y_enc: Any, sw: Any, p: dict[str, Any], *, incremental: bool, first: bool) -> None:
+        if p["solver"] == "lbfgs":
+            return self._train_lbfgs(X, y_enc, sw, p)
         validation = None
         if p["early_stopping"]:
             X, y_enc, sw, validation = self._split(X, y_enc, sw, p)

@@ -65,7 +65,7 @@ class SklearnConvergence(Callback):
         # alpha / sum_batch w (the batch's size without sample weights), also for a smaller last batch
         alpha = self.estimator._validated["alpha"]
         if alpha:
-            trainer.optimizer.weight_decay = alpha / trainer.batch_weight
+            trainer.optimizer.weight_decay = alpha / (trainer.batch_weight * self.estimator._sw_scale)
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None:
         est = self.estimator

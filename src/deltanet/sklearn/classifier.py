@@ -8,6 +8,7 @@ import numpy
 from sklearn.base import ClassifierMixin
 from sklearn.utils import column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
 
 from ..losses import Loss, SoftmaxCrossEntropy
@@ -40,8 +41,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     activation : {"identity", "logistic", "tanh", "relu", "leaky_relu"}, default="relu"
         Hidden activation (``leaky_relu`` has slope 0.01 for negative inputs; ``sigmoid`` is
         accepted as another name of ``logistic``).
-    solver : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
-        Optimizer; every solver trains on shuffled mini-batches.
+    solver : {"adam", "adamw", "sgd", "rmsprop", "lbfgs"}, default="adam"
+        Optimizer. ``lbfgs`` is full-batch L-BFGS (:class:`deltanet.optim.LBFGS`, SciPy's
+        L-BFGS-B over the flat parameter vector, scikit-learn's choice for small data; no
+        ``partial_fit``, no dropout); the others train on shuffled mini-batches.
     alpha : float, default=1e-4
         L2 strength, as in scikit-learn: the penalty ``alpha / (2 n_batch) * sum ||W||^2``
         over weight matrices (not biases or batch-norm parameters) is added to each
@@ -93,6 +96,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Stabilizer of ``adam`` / ``adamw`` / ``rmsprop``.
     n_iter_no_change : int or numpy.inf, default=10
         Epochs without an improvement of ``tol`` before stopping.
+    max_fun : int, default=15000
+        ``lbfgs`` only: the most loss-and-gradient evaluations (``max_iter`` is its most
+        iterations, ``tol`` its gradient tolerance). Reaching either limit warns with
+        :class:`~sklearn.exceptions.ConvergenceWarning`.
     rho : float in [0, 1), default=0.99
         Decay rate of ``rmsprop``'s running mean of squared gradients.
     dropout : float in [0, 1), default=0.0
@@ -148,7 +155,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     Notes
     -----
-    Differences from scikit-learn's MLP: no ``lbfgs`` solver; a row with zero ``sample_weight`` is dropped before
+    Differences from scikit-learn's MLP: a row with zero ``sample_weight`` is dropped before
     training (it is absent, also from the batch-norm statistics); the learning
     rate schedules apply to every solver.
 
@@ -171,7 +178,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  random_state: Any = None, tol: float = 1e-4, verbose: bool | int = False, warm_start: bool = False,
                  momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
-                 n_iter_no_change: int = 10, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
+                 n_iter_no_change: int = 10, max_fun: int = 15000, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
                  clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = "float32",
                  class_weight: Any = None) -> None:
         super().__init__(
@@ -180,7 +187,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
             momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change, rho=rho, dropout=dropout, batch_norm=batch_norm, clip_norm=clip_norm,
+            n_iter_no_change=n_iter_no_change, max_fun=max_fun, rho=rho, dropout=dropout, batch_norm=batch_norm, clip_norm=clip_norm,
             weight_init=weight_init, dtype=dtype)
         self.class_weight = class_weight
 
@@ -207,6 +214,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> MLPClassifier:
         """One epoch over ``(X, y)``, continuing the network and the optimizer state.
 

@@ -7,6 +7,7 @@ from typing import Any
 import numpy
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
+from sklearn.utils.metaestimators import available_if
 
 from ..losses import Loss
 from ._base import BaseMLP
@@ -29,7 +30,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
     warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-    beta_1, beta_2, epsilon, n_iter_no_change, rho, dropout, batch_norm, clip_norm,
+    beta_1, beta_2, epsilon, n_iter_no_change, max_fun, rho, dropout, batch_norm, clip_norm,
     weight_init, dtype
         As for :class:`~deltanet.sklearn.MLPClassifier`; with ``early_stopping``
         the validation score is R^2 (:func:`sklearn.metrics.r2_score`) on a
@@ -87,6 +88,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> MLPRegressor:
         """One epoch over ``(X, y)``, continuing the network and the optimizer state."""
         return self._fit(X, y, sample_weight, incremental=True)
@@ -102,6 +104,12 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     def _loss(self) -> Loss:
         return HalfSquaredError()
+
+    def _objective_loss(self) -> Loss:
+        return HalfSquaredError(report="objective")
+
+    def _report_factor(self) -> float:
+        return float(self.n_outputs_)
 
     def _encode_targets(self, y: Any, *, first: bool, classes: Any = None) -> Any:
         if y.ndim not in (1, 2):

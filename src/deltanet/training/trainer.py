@@ -39,7 +39,7 @@ from ..inference import predict
 from ..losses import Loss, get_loss
 from ..modules.base import Module
 from ..modules.normalization import BatchNorm
-from ..optim import Optimizer, clip_grad_norm
+from ..optim import LBFGS, Optimizer, clip_grad_norm
 from ..optim.clipping import grad_norm
 from ..optim.schedules import Schedule
 from ..parameter import Parameter
@@ -48,6 +48,7 @@ from . import checkpoint as ckpt
 from .callbacks import Callback, CallbackList
 from .data import PreparedData, batch_gatherer, prepare_data, prepare_fit_data
 from .epoch import EpochStats
+from .full_batch import fit_full_batch
 from .history import History
 from .metrics import MONITOR_ROWS, check_task, evaluate_prepared, probabilities
 from .progress import ProgressBar
@@ -69,7 +70,10 @@ class Trainer:
     optimizer : str or Optimizer
         ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` (built over
         ``model.parameters()`` with ``lr``, ``l2`` and ``optimizer_kwargs``), or an
-        instance built by the caller.
+        instance built by the caller. ``"lbfgs"`` (or an :class:`~deltanet.optim.LBFGS`)
+        is full-batch L-BFGS instead of the mini-batch loop: ``epochs`` is its
+        iteration limit, ``optimizer_kwargs`` take ``max_fun``, ``tol``,
+        ``history_size``; see :mod:`deltanet.training.full_batch`.
     lr : float, optional
         Learning rate; None keeps the optimizer's default (Adam 1e-3, SGD 0.01).
     schedule : None, str, Schedule or callable
@@ -341,14 +345,16 @@ class Trainer:
         self.in_fit = True
         if self.handle_interrupt:
             self.signals.install()
-        self._plan = accel.fast_path(self, callbacks)
+        full_batch = isinstance(self.optimizer, LBFGS)
+        self._plan = None if full_batch else accel.fast_path(self, callbacks)
         try:
             callbacks.on_train_begin(self)
             self.resuming = False
-            # overflow on the way to a NaN/inf is caught and reported as divergence; NumPy's warnings would only add noise
-            with numpy.errstate(over="ignore", invalid="ignore"), self._plan.batches():
-                while self.epoch < self.final_epoch and not self.stop_training:
-                    self._run_epoch(train, val, callbacks)
+            if full_batch:                 # one L-BFGS run over all the data; one record per iteration
+                with numpy.errstate(over="ignore", invalid="ignore"):
+                    fit_full_batch(self, train, val, callbacks, n_epochs)
+            else:
+                self._fit_batches(train, val, callbacks)
             finish_fit(self, callbacks, n_epochs)
         finally:
             self.in_fit = False
@@ -357,6 +363,13 @@ class Trainer:
         if self.stop_reason == "diverged" and self.on_divergence == "raise":
             raise NonFiniteError(self.stop_message)
         return self.history
+
+    def _fit_batches(self, train: PreparedData, val: PreparedData | None, callbacks: CallbackList) -> None:
+        """The mini-batch loop: epochs until ``final_epoch`` or a stop request."""
+        # overflow on the way to a NaN/inf is caught and reported as divergence; NumPy's warnings would only add noise
+        with numpy.errstate(over="ignore", invalid="ignore"), self._plan.batches():
+            while self.epoch < self.final_epoch and not self.stop_training:
+                self._run_epoch(train, val, callbacks)
 
     def _run_epoch(self, train: PreparedData, val: PreparedData | None, callbacks: CallbackList) -> None:
         start = time.perf_counter()
