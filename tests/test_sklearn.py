@@ -379,7 +379,7 @@ def test_verbose_prints_the_loss(blobs):
 
 
 def test_divergence_raises_with_a_hint():
-    X = np.full((20, 3), 1e37)
+    X = np.full((20, 3), 1e37, dtype=np.float32)              # a float32 network: its products overflow
     y = np.arange(20) % 2
     with pytest.raises(ValueError, match="large values"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -49,7 +49,7 @@ class BaseMLP(BaseEstimator):
                  momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
                  n_iter_no_change: int = 10, max_fun: int = 15000, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
-                 clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = "float32") -> None:
+                 clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = None) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -107,8 +107,13 @@ class BaseMLP(BaseEstimator):
                              "score within one pass); use fit, or set early_stopping=False")
         fitted = hasattr(self, "network_")
         first = not fitted or not (incremental or p["warm_start"])
-        X, y = validate_data(self, X, y, reset=first, dtype=p["dtype"], order="C", multi_output=True,
-                             y_numeric=self._task() == "regression")
+        if first:   # dtype=None follows the input, as scikit-learn: float32 stays float32, anything else is float64
+            dtype = [numpy.float64, numpy.float32] if p["dtype"] is None else p["dtype"]
+        else:
+            dtype = self._network_dtype()
+        X, y = validate_data(self, X, y, reset=first, dtype=dtype, order="C", multi_output=True,
+                             y_numeric=self._task() == "regression", accept_sparse=("csr", "csc"))
+        self._fit_dtype = numpy.dtype(X.dtype)
         y_enc = self._encode_targets(y, first=first, classes=classes)
         sw = self._sample_weight(sample_weight, X.shape[0], y_enc, incremental=incremental)
         self._sw_scale = 1.0
@@ -146,7 +151,7 @@ class BaseMLP(BaseEstimator):
         hidden = list(p["hidden_layer_sizes"])
         self.network_ = mlp([n_features, *hidden, self.n_outputs_], activation=p["activation"],
                             dropout=p["dropout"], batch_norm=p["batch_norm"], init=p["weight_init"] or DEFAULT_INIT,
-                            output_init=DEFAULT_INIT, rng=self._seed(), dtype=p["dtype"])
+                            output_init=DEFAULT_INIT, rng=self._seed(), dtype=self._fit_dtype.name)
         self.n_layers_ = len(hidden) + 2
         self.n_iter_ = 0
         self.t_ = 0
@@ -155,7 +160,10 @@ class BaseMLP(BaseEstimator):
         self.__dict__.pop("_trainer_state", None)
 
     def _network_dtype(self) -> numpy.dtype:
-        return numpy.dtype(self._validated["dtype"])
+        """The dtype of the network (of its weights, its computation and its predictions)."""
+        if hasattr(self, "network_"):
+            return numpy.dtype(self.network_.parameters()[0].dtype)
+        return self._fit_dtype
 
     def _seed(self) -> int:
         return int(self._random_state.randint(0, 2**31 - 1))
@@ -332,15 +340,18 @@ class BaseMLP(BaseEstimator):
     # -- prediction -----------------------------------------------------------------
     def _check_X(self, X: Any) -> Any:
         check_is_fitted(self, "network_")
-        return validate_data(self, X, reset=False, dtype=numpy.float64, order="C")
+        return validate_data(self, X, reset=False, dtype=(numpy.float64, numpy.float32), order="C",
+                             accept_sparse=("csr", "csc"))
 
     def _forward(self, X: Any) -> numpy.ndarray:
         """Network outputs (logits) in evaluation mode -- dropout off, batch norm on running
         statistics -- for already validated ``X``, computed in float64 (see :func:`_float64_twin`)."""
+        # as in scikit-learn, float32 outputs for float32 data and a float32 network, float64 otherwise
+        dtype = numpy.result_type(getattr(X, "dtype", numpy.float64), self._network_dtype())
         if X.shape[0] == 0:
-            return numpy.zeros((0, self.n_outputs_))
+            return numpy.zeros((0, self.n_outputs_), dtype=dtype)
         net = _float64_twin(self.network_)                   # validate_data has tested X for NaN/inf
-        return backend.to_numpy(predict(net, X, PREDICT_CHUNK, check_finite=False)).astype(numpy.float64, copy=False)
+        return backend.to_numpy(predict(net, X, PREDICT_CHUNK, check_finite=False)).astype(dtype, copy=False)
 
     # -- inspection -------------------------------------------------------------------
     def _linear_layers(self) -> list[Linear]:

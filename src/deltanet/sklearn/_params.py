@@ -103,7 +103,7 @@ CONSTRAINTS: dict[str, Checker] = {
     "batch_norm": SHARED["batch_norm"],
     "clip_norm": Nullable(SHARED["clip_norm"]),
     "weight_init": Nullable(SHARED["init"]),
-    "dtype": SHARED["dtype"],
+    "dtype": Nullable(SHARED["dtype"]),
     "class_weight": class_weight,
 }
 

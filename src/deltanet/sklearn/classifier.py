@@ -114,8 +114,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         ``xavier_normal``, ``xavier_uniform``); None: ``xavier_uniform``, as
         scikit-learn does, for every activation. The output layer is always
         ``xavier_uniform``; biases start at 0.
-    dtype : {"float32", "float64"}, default="float32"
-        Precision of the network and of the computation.
+    dtype : {"float32", "float64"} or None, default=None
+        Precision of the network, of the computation and of the predictions. None
+        follows the data, as scikit-learn: float32 ``X`` trains a float32 network
+        (about twice as fast), anything else (float64, integers, ...) a float64
+        one; ``coefs_``, ``intercepts_`` and ``predict_proba`` / ``predict`` (the
+        regressor's) have that dtype. Later ``partial_fit`` / warm-start data are
+        converted to the network's dtype.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, multiplied into ``sample_weight``; ``"balanced"``
         uses ``n_samples / (n_classes * bincount(y))``. Not for multi-label targets.
@@ -179,7 +184,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
                  n_iter_no_change: int = 10, max_fun: int = 15000, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
-                 clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = "float32",
+                 clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = None,
                  class_weight: Any = None) -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -194,6 +199,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
+        tags.input_tags.sparse = True
         return tags
 
     # -- public API ------------------------------------------------------------------
@@ -245,15 +251,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return z
 
     def predict_log_proba(self, X: Any) -> numpy.ndarray:
-        """Logarithm of :meth:`predict_proba`, computed stably (log-sum-exp / log-sigmoid)."""
-        z = self._forward(self._check_X(X))
-        if self._multilabel:
-            return -numpy.logaddexp(0.0, -z)                  # log sigma(z) = -log(1 + e^-z)
-        if self._binary:
-            return -numpy.logaddexp(0.0, numpy.concatenate([z, -z], axis=1))   # log sigma(-z), log sigma(z)
-        z -= z.max(axis=1, keepdims=True)
-        z -= numpy.log(numpy.exp(z).sum(axis=1, keepdims=True))
-        return z
+        """``log(predict_proba(X))``, as scikit-learn computes it (``-inf`` where a probability underflows
+        to 0, so the two methods always agree)."""
+        with numpy.errstate(divide="ignore"):
+            return numpy.log(self.predict_proba(X))
 
     def predict(self, X: Any) -> numpy.ndarray:
         """Predicted labels, shape (n_samples,) (multi-label: a 0/1 matrix (n_samples, n_labels))."""

@@ -67,6 +67,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.input_tags.sparse = True
         return tags
 
     out_activation_ = "identity"
