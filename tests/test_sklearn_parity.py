@@ -146,3 +146,42 @@ def test_lbfgs_multi_output_regression_reaches_a_minimum():
     assert reg.score(X, Y) > 0.99
     sk = SkRegressor(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=500, tol=1e-6, alpha=1e-3, random_state=0).fit(X, Y)
     assert reg.score(X, Y) >= sk.score(X, Y) - 0.01
+
+
+# -- loss="poisson" --------------------------------------------------------------------------------------
+def test_poisson_without_hidden_layers_is_the_poisson_glm():
+    from sklearn.linear_model import PoissonRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 4))
+    y = rng.poisson(np.exp(X @ np.array([0.3, -0.2, 0.5, 0.1]) + 0.4)).astype(float)
+    alpha = 0.5                       # MLP: alpha / (2n) ||W||^2; the GLM: alpha_glm / 2 ||w||^2, alpha_glm = alpha / n
+    reg = MLPRegressor(hidden_layer_sizes=(), loss="poisson", solver="lbfgs", alpha=alpha, tol=1e-10, max_iter=1000,
+                       random_state=0, dtype="float64").fit(X, y)
+    glm = PoissonRegressor(alpha=alpha / len(y), tol=1e-12, max_iter=1000).fit(X, y)
+    assert reg.out_activation_ == "exp"
+    np.testing.assert_allclose(reg.coefs_[0][:, 0], glm.coef_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(reg.intercepts_[0], [glm.intercept_], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(reg.predict(X), glm.predict(X), rtol=1e-5)
+    sk = SkRegressor(hidden_layer_sizes=(), loss="poisson", solver="lbfgs", alpha=alpha, tol=1e-10, max_iter=1000,
+                     random_state=0).fit(X, y)
+    assert reg.loss_ == pytest.approx(sk.loss_, rel=1e-6)     # half the Poisson deviance, as scikit-learn reports it
+
+
+def test_poisson_sgd_step_equals_scikit_learns_and_refuses_negative_targets():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 5))
+    y = rng.poisson(2.0, (60, 2)).astype(float)
+    kw = dict(hidden_layer_sizes=(7,), solver="sgd", momentum=0.0, batch_size=60, learning_rate_init=0.05, alpha=0.3,
+              random_state=0, shuffle=False, loss="poisson")
+    sk = SkRegressor(max_iter=1, **kw).fit(X, y)
+    dn = MLPRegressor(max_iter=1, dtype="float64", **kw).fit(X, y)
+    copy_weights(sk, dn)
+    sk.partial_fit(X, y)
+    dn.partial_fit(X, y)
+    for a, b in zip(sk.coefs_ + sk.intercepts_, dn.coefs_ + dn.intercepts_, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+    assert dn.loss_curve_[-1] == pytest.approx(sk.loss_curve_[-1], rel=1e-12)
+    np.testing.assert_allclose(dn.predict(X), sk.predict(X), rtol=1e-12)
+    with pytest.raises(ValueError, match="negative"):
+        MLPRegressor(loss="poisson").fit(X, -y)

@@ -105,6 +105,7 @@ CONSTRAINTS: dict[str, Checker] = {
     "weight_init": Nullable(SHARED["init"]),
     "dtype": Nullable(SHARED["dtype"]),
     "class_weight": class_weight,
+    "loss": OneOf(("squared_error", "poisson")),
 }
 
 
