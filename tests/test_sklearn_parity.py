@@ -185,3 +185,70 @@ def test_poisson_sgd_step_equals_scikit_learns_and_refuses_negative_targets():
     np.testing.assert_allclose(dn.predict(X), sk.predict(X), rtol=1e-12)
     with pytest.raises(ValueError, match="negative"):
         MLPRegressor(loss="poisson").fit(X, -y)
+
+
+# -- early stopping and warm starts -------------------------------------------------------------------------
+def test_divergence_with_early_stopping_keeps_the_best_weights():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 5))
+    y = X @ rng.standard_normal(5)
+    kw = dict(hidden_layer_sizes=(32,), solver="sgd", learning_rate_init=0.5, momentum=0.9, max_iter=100,
+              random_state=0, dtype="float64")
+    with pytest.raises(ValueError, match="learning_rate_init may be too large"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        MLPRegressor(**kw).fit(X, y)                       # without early stopping: an error, as before
+    with pytest.warns(ConvergenceWarning, match="diverged at iteration 7.*kept the weights of iteration"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reg = MLPRegressor(**kw, early_stopping=True).fit(X, y)
+    assert all(np.isfinite(c).all() for c in reg.coefs_ + reg.intercepts_)
+    best = int(np.argmax(reg.validation_scores_))
+    assert reg.best_validation_score_ == reg.validation_scores_[best]
+    assert np.isfinite(reg.predict(X)).all()
+
+
+def test_early_stopping_split_is_stratified_with_scikit_learns_error():
+    from sklearn.model_selection import train_test_split
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 4))
+    y = np.repeat([0, 1, 2, 3], [140, 40, 14, 6])
+    seen = {}
+    original = train_test_split
+
+    def spy(*arrays, **kwargs):
+        seen["stratify"] = kwargs.get("stratify")
+        parts = original(*arrays, **kwargs)
+        seen["val"] = parts[3]
+        return parts
+
+    import deltanet.sklearn._base as base
+    base_split, base.train_test_split = base.train_test_split, spy
+    try:
+        MLPClassifier((8,), early_stopping=True, validation_fraction=0.2, max_iter=3, random_state=0).fit(X, y)
+    finally:
+        base.train_test_split = base_split
+    assert seen["stratify"] is not None
+    np.testing.assert_array_equal(np.bincount(seen["val"].astype(int)), [28, 8, 3, 1])   # the class proportions
+    y_small = y.copy()
+    y_small[-5:] = 0                                     # class 3 has one member left
+    with pytest.raises(ValueError, match="only 1 member, which is too few"):
+        MLPClassifier((8,), early_stopping=True, max_iter=3).fit(X, y_small)
+    y_binary = (np.arange(200) == 7).astype(int)       # scikit-learn stratifies binary targets (and its docs, all)
+    for Est in (MLPClassifier, SkClassifier):
+        with pytest.raises(ValueError, match="only 1 member, which is too few"):
+            Est(hidden_layer_sizes=(8,), early_stopping=True, max_iter=3).fit(X, y_binary)
+
+
+def test_warm_start_refuses_other_classes_as_scikit_learn():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((90, 4))
+    y = np.arange(90) % 3
+    message = "warm_start can only be used where `y` has the same classes as in the previous call to fit"
+    for Est in (MLPClassifier, SkClassifier):
+        est = Est(hidden_layer_sizes=(8,), max_iter=2, warm_start=True).fit(X, y)
+        with pytest.raises(ValueError, match=message):
+            est.fit(X[y < 2], y[y < 2])                  # a subset of the classes
+        with pytest.raises(ValueError, match=message):
+            est.fit(X, np.where(y == 2, 5, y))           # a new class
+        est.fit(X, y)                                    # the same classes: trains on

@@ -114,6 +114,7 @@ class BaseMLP(BaseEstimator):
         X, y = validate_data(self, X, y, reset=first, dtype=dtype, order="C", multi_output=True,
                              y_numeric=self._task() == "regression", accept_sparse=("csr", "csc"))
         self._fit_dtype = numpy.dtype(X.dtype)
+        self._warm_fit = not first and not incremental       # fit with warm_start on a fitted estimator
         y_enc = self._encode_targets(y, first=first, classes=classes)
         sw = self._sample_weight(sample_weight, X.shape[0], y_enc, incremental=incremental)
         self._sw_scale = 1.0
@@ -309,6 +310,16 @@ class BaseMLP(BaseEstimator):
         try:
             history = trainer.fit(X, y_enc, sample_weight=sw, epochs=1 if incremental else p["max_iter"])
         except NonFiniteError as exc:
+            if p["early_stopping"] and self._best_state is not None:
+                # as scikit-learn: early stopping ends the run with the weights of the best validation score
+                self.network_.load_state_dict(self._best_state)
+                self._best_state = None
+                best = int(numpy.argmax(self.validation_scores_)) + 1
+                warnings.warn(f"Training diverged at iteration {self.n_iter_ + 1} ({exc}); stopped and kept the "
+                              f"weights of iteration {best}, the best validation score "
+                              f"({self.best_validation_score_:.6g}). learning_rate_init may be too large.",
+                              ConvergenceWarning, stacklevel=4)
+                return
             raise ValueError(f"{type(self).__name__}: {exc}. The input data may contain large values and need to "
                              "be preprocessed (e.g. StandardScaler), or learning_rate_init may be too large.") from exc
         finally:

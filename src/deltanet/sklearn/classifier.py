@@ -85,7 +85,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     nesterovs_momentum : bool, default=True
         Nesterov momentum for ``sgd`` (when ``momentum > 0``).
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data (stratified), score it
+        Hold out ``validation_fraction`` of the data (stratified by class, for binary and
+        multiclass targets too; a class with fewer than 2 members, or fewer held-out rows
+        than classes, is refused with scikit-learn's error), score it
         (accuracy) after each epoch, stop when it stops improving and keep the
         weights of the best epoch.
     validation_fraction : float in [0, 1), default=0.1
@@ -313,6 +315,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             if y.shape[1] != self.n_outputs_:
                 raise ValueError(f"y has {y.shape[1]} label columns; {name} was fitted with {self.n_outputs_}")
             return y.astype(self._network_dtype(), copy=False)
+        if getattr(self, "_warm_fit", False):
+            labels = numpy.unique(y)
+            if set(labels.tolist()) != set(self.classes_.tolist()):
+                raise ValueError("warm_start can only be used where `y` has the same classes as in the previous call "
+                                 f"to fit. Previously got {self.classes_}, `y` has {labels}")
         idx = numpy.searchsorted(self.classes_, y)
         idx[idx == len(self.classes_)] = 0
         unknown = self.classes_[idx] != y
@@ -342,9 +349,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _stratify(self, y_enc: Any) -> Any:
         if self._multilabel:
             return None
-        y_enc = self._class_index(y_enc)
-        counts = numpy.bincount(y_enc)
-        return y_enc if counts[counts > 0].min() >= 2 else None
+        # every class in both parts; too few members of a class is scikit-learn's (train_test_split's) error
+        return self._class_index(y_enc)
 
     def _validation_score(self, X: Any, y_enc: Any, sample_weight: Any) -> float:
         z = self._forward(X)
