@@ -77,7 +77,7 @@ def class_weight(name: str, value: Any) -> Any:
 CONSTRAINTS: dict[str, Checker] = {
     "hidden_layer_sizes": SHARED["hidden_sizes"],
     "activation": SHARED["activation"],
-    "solver": OneOf(SOLVERS),
+    "solver": OneOf(SOLVERS),       # the shared optimizer names, and "lbfgs"
     "alpha": SHARED["l2"],
     "batch_size": AnyOf(Literal("auto"), SHARED["batch_size"]),
     "learning_rate": OneOf(LEARNING_RATES),
