@@ -157,8 +157,8 @@ class LBFGS:
             from scipy.optimize import minimize
         except ImportError as exc:  # pragma: no cover - scipy comes with scikit-learn
             raise ImportError("LBFGS needs SciPy: pip install scipy") from exc
-        from ..accel.plan import without_input_gradient
         from ..modules.dropout import Dropout
+        from ..modules.linear import Linear
 
         if any(isinstance(m, Dropout) and m.rate > 0 for m in model.modules()):
             raise ValueError("LBFGS: the model has dropout, which makes the full-batch objective random; "
@@ -174,10 +174,19 @@ class LBFGS:
             if callback is not None:
                 callback(intermediate_result)
 
-        with without_input_gradient(model):
+        first = model
+        while first.children():
+            first = first.children()[0]
+        skip = isinstance(first, Linear) and first.input_grad
+        if skip:
+            first.input_grad = False          # nothing needs dL/dX, which costs as much as the layer's forward product
+        try:
             result = minimize(fun, self.get_flat(), method="L-BFGS-B", jac=True, callback=each_iteration,
                               options={"maxiter": iterations, "maxfun": self.max_fun, "gtol": self.tol,
                                        "maxcor": self.history_size})
+        finally:
+            if skip:
+                first.input_grad = True
         self.set_flat(result.x)
         self.step_count += int(result.nit)
         result.time = time.perf_counter() - start

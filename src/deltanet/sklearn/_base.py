@@ -222,7 +222,6 @@ class BaseMLP(BaseEstimator):
     def _train_lbfgs(self, X: Any, y_enc: Any, sw: Any, p: dict[str, Any]) -> None:
         """Full-batch L-BFGS (:class:`deltanet.optim.LBFGS`) on scikit-learn's objective: data loss plus
         alpha / (2 sum w) sum ||W||^2; scikit-learn's ``max_iter``, ``max_fun`` and ``tol`` (as ``gtol``)."""
-        from ..accel.plan import input_prechecked
         from ..optim import LBFGS
 
         total = X.shape[0] * self._sw_scale if sw is None else float(sw.sum())
@@ -247,9 +246,7 @@ class BaseMLP(BaseEstimator):
             if p["verbose"]:
                 print(f"Iteration {len(curve)}, loss = {curve[-1]:.8f}")
 
-        net = self.network_
-        with input_prechecked(net):
-            result = opt.minimize(net, self._objective_loss(), X, y_enc, sw, callback=each_iteration)
+        result = opt.minimize(self.network_, self._objective_loss(), X, y_enc, sw, callback=each_iteration)
         if not math.isfinite(float(result.fun)):
             raise ValueError(f"{type(self).__name__}: L-BFGS produced non-finite weights. The input data may contain "
                              "large values and need to be preprocessed (e.g. StandardScaler).")
