@@ -74,3 +74,25 @@ def test_dropout_is_refused():
     net = dn.mlp([5, 8, 2], dropout=0.5, rng=0)
     with pytest.raises(ValueError, match="dropout"):
         LBFGS(net.parameters()).minimize(net, dn.SoftmaxCrossEntropy(), X, y)
+
+
+def test_trainer_lbfgs_checkpoint_resumes(tmp_path):
+    X, y = _data()
+    trainer = dn.Trainer(dn.mlp([5, 8, 2], dtype="float64", rng=0), optimizer="lbfgs", epochs=5)
+    trainer.fit(X, y)
+    trainer.save_checkpoint(tmp_path / "c.npz")
+    again = dn.Trainer.load_checkpoint(tmp_path / "c.npz")
+    assert isinstance(again.optimizer, LBFGS) and again.epoch == 5
+    trainer.fit(X, y, epochs=3)
+    again.fit(X, y, epochs=3)                 # L-BFGS keeps no state between fits: the same run from the same weights
+    np.testing.assert_array_equal(trainer.predict(X), again.predict(X))
+
+
+def test_sparse_data():
+    sp = pytest.importorskip("scipy.sparse")
+    X = sp.random(300, 500, density=0.02, format="csr", random_state=0)
+    y = (np.asarray(X[:, :50].sum(axis=1)).ravel() > 0.2).astype(np.int64)
+    net = dn.mlp([500, 8, 2], activation="tanh", dtype="float64", rng=0)
+    result = LBFGS(net.parameters(), max_iter=100).minimize(net, dn.SoftmaxCrossEntropy(), X, y)
+    assert result.nit > 5
+    assert (dn.predict(net, X).argmax(axis=1) == y).mean() > 0.95

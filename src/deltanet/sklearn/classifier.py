@@ -271,7 +271,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     @property
     def _binary(self) -> bool:
         """Two classes, single-label: one logistic output unit, as in scikit-learn."""
-        return not getattr(self, "_multilabel", True) and len(self.classes_) == 2
+        # (a model file of an earlier version holds a two-output softmax network for two classes: n_outputs_ == 2)
+        return not getattr(self, "_multilabel", True) and len(self.classes_) == 2 and getattr(self, "n_outputs_", 1) == 1
 
     def _task(self) -> str:
         return "multilabel" if getattr(self, "_multilabel", False) or self._binary else "classification"
