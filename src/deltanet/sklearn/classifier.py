@@ -24,8 +24,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     A drop-in for :class:`sklearn.neural_network.MLPClassifier` (same parameter
     names where the meaning is the same) with deltanet's training: the solvers
-    ``sgd``, ``adam``, ``adamw``, ``rmsprop``, dropout, batch normalization,
-    gradient clipping, learning-rate schedules, float32 by default.
+    ``sgd``, ``adam``, ``adamw``, ``rmsprop`` and full-batch ``lbfgs``, dropout,
+    batch normalization, gradient clipping, learning-rate schedules, sparse input,
+    float32 when the data are float32.
 
     Targets: 1-D labels (multiclass: a softmax output over the classes,
     :class:`~deltanet.SoftmaxCrossEntropy`; binary: one logistic output unit, the
@@ -141,7 +142,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     loss_ : float
         Training loss of the last epoch (its mean over the batches, L2 term included, as in scikit-learn).
     loss_curve_ : list of float
-        Training loss of every epoch.
+        Training loss of every epoch (``lbfgs``: of every iteration).
     best_loss_ : float or None
         Lowest training loss (None with ``early_stopping``).
     validation_scores_ : list of float or None
@@ -154,11 +155,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     n_layers_ : int
         Layers including input and output, as in scikit-learn.
     n_outputs_ : int
-        Output units (classes, or labels for multi-label targets).
+        Output units: classes (1 for a binary target, as in scikit-learn), or labels for multi-label targets.
     out_activation_ : str
         ``"softmax"`` or ``"logistic"`` (binary, multi-label).
     coefs_, intercepts_ : lists of ndarray
-        The linear layers' weights ``(n_in, n_out)`` and biases, as in scikit-learn (copies).
+        The linear layers' weights ``(n_in, n_out)`` and biases, as in scikit-learn: views of the
+        network's arrays (in-place edits change the network), settable with lists of arrays.
 
     Notes
     -----
