@@ -252,3 +252,22 @@ def test_warm_start_refuses_other_classes_as_scikit_learn():
         with pytest.raises(ValueError, match=message):
             est.fit(X, np.where(y == 2, 5, y))           # a new class
         est.fit(X, y)                                    # the same classes: trains on
+
+
+@pytest.mark.parametrize("weights", ["random", "all two"])
+def test_weighted_lbfgs_follows_scikit_learn(weights):
+    """alpha's term is alpha / (2 sum w) sum ||W||^2, also when every weight is the same (not 1)."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((60, 5)), rng.integers(0, 3, 60)
+    w = rng.uniform(0.5, 2.0, 60) if weights == "random" else np.full(60, 2.0)
+    kw = dict(hidden_layer_sizes=(7, 4), solver="lbfgs", alpha=0.3, random_state=0, activation="tanh", max_iter=10)
+    start = SkClassifier(**{**kw, "max_iter": 1}).fit(X, y)
+    sk = SkClassifier(**kw, warm_start=True).fit(X, y)
+    dn = MLPClassifier(**kw, warm_start=True, dtype="float64").fit(X, y)
+    copy_weights(start, sk)
+    copy_weights(start, dn)
+    sk.fit(X, y, sample_weight=w)
+    dn.fit(X, y, sample_weight=w)
+    for a, b in zip(sk.coefs_ + sk.intercepts_, dn.coefs_ + dn.intercepts_, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-11)
+    assert dn.loss_ == pytest.approx(sk.loss_, rel=1e-10)
