@@ -79,8 +79,8 @@ def digits_benchmark(seeds: list[int]) -> None:
         common = {"hidden_layer_sizes": (100,), "solver": "adam", "learning_rate_init": 1e-3, "batch_size": 200,
                   "alpha": 1e-4, "max_iter": 200, "random_state": seed}
         for name, est in [("sklearn MLPClassifier (float64)", SkMLP(**common)),
-                          ("deltanet MLPClassifier (float32)", DnMLP(**common)),
-                          ("deltanet MLPClassifier (float64)", DnMLP(**common, dtype="float64"))]:
+                          ("deltanet MLPClassifier (float32)", DnMLP(**common, dtype="float32")),
+                          ("deltanet MLPClassifier (float64)", DnMLP(**common))]:   # dtype=None follows the data
             results.setdefault(name, []).append(run(name, est, X_tr, y_tr, X_te, y_te))
     report(f"digits: 1347 train / 450 test (stratified split), 64 -> 100 -> 10, Adam, batch 200, max_iter 200; "
            f"{len(seeds)} seeds (split and initialization): mean accuracy, median times", [combine(r) for r in results.values()])

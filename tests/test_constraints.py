@@ -152,7 +152,7 @@ BAD: dict[str, list[Any]] = {
     "batch_norm": ["yes", 1],
     "init": ["ones", 0],
     "dtype": ["float16", "int32"],
-    "optimizer": ["lbfgs", "Adam"],
+    "optimizer": ["newton", "Adam"],
 }
 
 #: key -> (value, its normalized form) that every front end taking the key accepts.
@@ -356,11 +356,13 @@ def test_the_config_and_the_estimators_use_the_table_entries_themselves():
     for param, key in [("learning_rate_init", "lr"), ("alpha", "l2"), ("max_iter", "epochs"), ("tol", "min_delta"),
                        ("momentum", "momentum"), ("beta_1", "beta1"), ("beta_2", "beta2"), ("epsilon", "eps"),
                        ("rho", "rho"), ("dropout", "dropout"), ("validation_fraction", "validation_fraction"),
-                       ("hidden_layer_sizes", "hidden_sizes"), ("activation", "activation"), ("solver", "optimizer"),
-                       ("shuffle", "shuffle"), ("batch_norm", "batch_norm"), ("dtype", "dtype"),
+                       ("hidden_layer_sizes", "hidden_sizes"), ("activation", "activation"),
+                       ("shuffle", "shuffle"), ("batch_norm", "batch_norm"),
                        ("nesterovs_momentum", "nesterov")]:
         assert SK[param] is CONSTRAINTS[key], param
     assert SK["clip_norm"].inner is CONSTRAINTS["clip_norm"] and SK["weight_init"].inner is CONSTRAINTS["init"]
+    assert SK["dtype"].inner is CONSTRAINTS["dtype"]                     # None: follow the data, as scikit-learn
+    assert SK["solver"].choices == (*CONSTRAINTS["optimizer"].choices, "lbfgs")   # and the full-batch solver
     assert CONSTRAINTS["patience"] in SK["n_iter_no_change"].alternatives
     assert CONSTRAINTS["batch_size"] in SK["batch_size"].alternatives
 

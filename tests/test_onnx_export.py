@@ -318,7 +318,8 @@ def test_the_estimators_fitted_networks_export():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(80, 5))
     y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
-    clf = MLPClassifier(hidden_layer_sizes=(12, 6), batch_norm=True, dropout=0.1, max_iter=5, random_state=0).fit(X, y)
+    clf = MLPClassifier(hidden_layer_sizes=(12, 6), batch_norm=True, dropout=0.1, max_iter=5, random_state=0,
+                        dtype="float32").fit(X, y)
     s = session(to_onnx(clf.network_, dtype="float64"))      # the estimators predict with a float64 copy
     z = s.run(None, {"input": X})[0]
     p = np.exp(z - z.max(axis=1, keepdims=True))

@@ -23,6 +23,7 @@ import numpy
 from . import accel, backend
 from .modules.base import Module
 from .modules.base import check_finite as check_finite_array
+from .sparse import as_csr, is_sparse
 
 
 def model_dtype(model: Module) -> numpy.dtype:
@@ -35,6 +36,11 @@ def model_dtype(model: Module) -> numpy.dtype:
 def prepare_inputs(model: Module, X: Any, name: str = "X", check: bool = True) -> Any:
     """Check ``X`` (numeric, at least 2 axes, at least one sample, finite unless ``check=False``)
     and convert it to the model's dtype."""
+    if is_sparse(X):                     # kept sparse: the first Linear multiplies it as it is (deltanet.sparse)
+        if X.ndim != 2 or X.shape[0] == 0:
+            raise ValueError(f"{name} must be a non-empty sparse matrix of shape (n_samples, n_features), "
+                             f"got shape {tuple(X.shape)}")
+        return as_csr(X, model_dtype(model), name, check=check)
     if not hasattr(X, "dtype"):
         X = numpy.asarray(X)
     if X.dtype.kind not in "fiub":
@@ -72,6 +78,10 @@ def predict(model: Module, X: Any, batch_size: int = 1024, *, check_finite: bool
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"predict: batch_size must be a positive int, got {batch_size!r}")
     X = prepare_inputs(model, X, check=False)
+    if is_sparse(X):                                 # the reference loop: the first Linear takes sparse rows as they are
+        X = prepare_inputs(model, X, check=check_finite)
+        return backend.xp.concatenate([model.forward(X[start:start + batch_size], training=False)
+                                       for start in range(0, X.shape[0], batch_size)])
     fast = accel.predict_chunks(model, X, batch_size, check_finite)
     if fast is not None:
         return fast

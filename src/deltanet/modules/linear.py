@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy
+
 from .. import backend
 from .. import init as initializers
 from ..parameter import Parameter
+from ..sparse import as_csr, is_sparse
 from .base import Module
 
 
@@ -102,7 +105,13 @@ class Linear(Module):
                 "init": self.init, "dtype": self.dtype.name}
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        x = self._as_input(x, self.in_features, dtype=self.dtype)
+        if is_sparse(x):                      # SciPy CSR/CSC data: products with the sparse matrix (deltanet.sparse)
+            if x.ndim != 2 or x.shape[1] != self.in_features:
+                raise ValueError(f"{self._label()}: expected input of shape (batch, {self.in_features}), "
+                                 f"got a sparse matrix of shape {tuple(x.shape)}")
+            x = as_csr(x, self.dtype, self._label(), check=self.check_finite_input)
+        else:
+            x = self._as_input(x, self.in_features, dtype=self.dtype)
         self._x = x
         return self.affine(x)
 
@@ -115,7 +124,12 @@ class Linear(Module):
         "Memory layout" says.
         """
         w = self.weight.value
-        if out is None and x.ndim == 2 and x.shape[0] < self.column_major_below:
+        if is_sparse(x):
+            z = numpy.asarray(x @ w.T)         # sparse X times dense W^T: a dense, row-major result
+            if out is not None:
+                out[...] = z
+                z = out
+        elif out is None and x.ndim == 2 and x.shape[0] < self.column_major_below:
             z = (w @ x.T).T                  # z = (W X^T)^T: W h for every sample, column-major result
         else:
             z = backend.xp.matmul(x, w.T, out=out)   # z = W h, batch-first (row-major result)
@@ -129,8 +143,11 @@ class Linear(Module):
         if grad_out.shape[-1] != self.out_features or grad_out.shape[:-1] != self._x.shape[:-1]:
             raise ValueError(f"{self._label()}: grad_out has shape {tuple(grad_out.shape)}, expected {(*self._x.shape[:-1], self.out_features)}")
         delta = grad_out.reshape(-1, self.out_features)
-        x2 = self._x.reshape(-1, self.in_features)
-        self.weight.accumulate_matmul(delta.T, x2)     # dW = delta^T h_prev
+        if is_sparse(self._x):
+            self.weight.accumulate(numpy.asarray(self._x.T @ delta).T)   # dW = (X^T delta)^T, X sparse
+        else:
+            x2 = self._x.reshape(-1, self.in_features)
+            self.weight.accumulate_matmul(delta.T, x2)     # dW = delta^T h_prev
         if self.bias is not None:
             self.bias.accumulate_sum(delta)            # db = sum over the batch of delta
         if not self.input_grad:

@@ -48,8 +48,8 @@ class BaseMLP(BaseEstimator):
                  random_state: Any = None, tol: float = 1e-4, verbose: bool | int = False, warm_start: bool = False,
                  momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
-                 n_iter_no_change: int = 10, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
-                 clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = "float32") -> None:
+                 n_iter_no_change: int = 10, max_fun: int = 15000, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
+                 clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = None) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -72,6 +72,7 @@ class BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.rho = rho
         self.dropout = dropout
         self.batch_norm = batch_norm
@@ -106,15 +107,23 @@ class BaseMLP(BaseEstimator):
                              "score within one pass); use fit, or set early_stopping=False")
         fitted = hasattr(self, "network_")
         first = not fitted or not (incremental or p["warm_start"])
-        X, y = validate_data(self, X, y, reset=first, dtype=p["dtype"], order="C", multi_output=True,
-                             y_numeric=self._task() == "regression")
+        if first:   # dtype=None follows the input, as scikit-learn: float32 stays float32, anything else is float64
+            dtype = [numpy.float64, numpy.float32] if p["dtype"] is None else p["dtype"]
+        else:
+            dtype = self._network_dtype()
+        X, y = validate_data(self, X, y, reset=first, dtype=dtype, order="C", multi_output=True,
+                             y_numeric=self._task() == "regression", accept_sparse=("csr", "csc"))
+        self._fit_dtype = numpy.dtype(X.dtype)
+        self._warm_fit = not first and not incremental       # fit with warm_start on a fitted estimator
         y_enc = self._encode_targets(y, first=first, classes=classes)
         sw = self._sample_weight(sample_weight, X.shape[0], y_enc, incremental=incremental)
+        self._sw_scale = 1.0
         if sw is not None:
             keep = sw > 0                     # a zero weight is an absent sample (also for batch statistics)
             if not keep.all():
                 X, y_enc, sw = X[keep], y_enc[keep], sw[keep]
             if numpy.all(sw == sw[0]):
+                self._sw_scale = float(sw[0])  # alpha's term is alpha / (2 sum w): keep the common weight
                 sw = None                     # equal weights: the plain mean, exactly
         if first:
             self._initialize(X.shape[1], p)
@@ -143,7 +152,7 @@ class BaseMLP(BaseEstimator):
         hidden = list(p["hidden_layer_sizes"])
         self.network_ = mlp([n_features, *hidden, self.n_outputs_], activation=p["activation"],
                             dropout=p["dropout"], batch_norm=p["batch_norm"], init=p["weight_init"] or DEFAULT_INIT,
-                            output_init=DEFAULT_INIT, rng=self._seed(), dtype=p["dtype"])
+                            output_init=DEFAULT_INIT, rng=self._seed(), dtype=self._fit_dtype.name)
         self.n_layers_ = len(hidden) + 2
         self.n_iter_ = 0
         self.t_ = 0
@@ -152,7 +161,10 @@ class BaseMLP(BaseEstimator):
         self.__dict__.pop("_trainer_state", None)
 
     def _network_dtype(self) -> numpy.dtype:
-        return numpy.dtype(self._validated["dtype"])
+        """The dtype of the network (of its weights, its computation and its predictions)."""
+        if hasattr(self, "network_"):
+            return numpy.dtype(self.network_.parameters()[0].dtype)
+        return self._fit_dtype
 
     def _seed(self) -> int:
         return int(self._random_state.randint(0, 2**31 - 1))
@@ -194,7 +206,62 @@ class BaseMLP(BaseEstimator):
         return get_optimizer(p["solver"], params, lr=lr, betas=(p["beta_1"], p["beta_2"]), eps=p["epsilon"],
                              weight_decay=decay)
 
+    def _objective_loss(self) -> Loss:
+        """The loss whose value and gradient are the objective itself (what a line search needs)."""
+        return self._loss()
+
+    def _report_factor(self) -> float:
+        """The objective's data term divided by the loss scikit-learn reports (D for the squared error)."""
+        return 1.0
+
+    def _check_solver(self) -> bool:
+        if self.solver == "lbfgs":
+            raise AttributeError("partial_fit is only available for stochastic optimizers. lbfgs is not stochastic.")
+        return True
+
+    def _train_lbfgs(self, X: Any, y_enc: Any, sw: Any, p: dict[str, Any]) -> None:
+        """Full-batch L-BFGS (:class:`deltanet.optim.LBFGS`) on scikit-learn's objective: data loss plus
+        alpha / (2 sum w) sum ||W||^2; scikit-learn's ``max_iter``, ``max_fun`` and ``tol`` (as ``gtol``)."""
+        from ..optim import LBFGS
+
+        total = X.shape[0] * self._sw_scale if sw is None else float(sw.sum())
+        opt = LBFGS(self.network_.parameters(), max_iter=p["max_iter"], max_fun=p["max_fun"], tol=p["tol"],
+                    weight_decay=p["alpha"] / total)
+        mask = opt._decay_mask()
+        factor = self._report_factor()
+        lam = opt.weight_decay
+        self._trainer = None
+        self.validation_scores_ = None
+        self.best_validation_score_ = None
+
+        def reported(result: Any) -> float:
+            w = result.x[mask]
+            l2 = 0.5 * lam * float(w @ w)
+            return (float(result.fun) - l2) / factor + l2
+
+        curve: list[float] = []
+
+        def each_iteration(result: Any) -> None:
+            curve.append(reported(result))
+            if p["verbose"]:
+                print(f"Iteration {len(curve)}, loss = {curve[-1]:.8f}")
+
+        result = opt.minimize(self.network_, self._objective_loss(), X, y_enc, sw, callback=each_iteration)
+        if not math.isfinite(float(result.fun)):
+            raise ValueError(f"{type(self).__name__}: L-BFGS produced non-finite weights. The input data may contain "
+                             "large values and need to be preprocessed (e.g. StandardScaler).")
+        self.n_iter_ = min(int(result.nit), p["max_iter"])
+        self.loss_curve_.extend(curve)
+        self.loss_ = reported(result)
+        self.best_loss_ = min(self.loss_curve_, default=self.loss_)
+        if result.status != 0:
+            warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) (status={result.status}):\n"
+                          f"{result.message}\n\nIncrease the number of iterations (max_iter) or the number of loss "
+                          "evaluations (max_fun), or scale the data.", ConvergenceWarning, stacklevel=4)
+
     def _train(self, X: Any, y_enc: Any, sw: Any, p: dict[str, Any], *, incremental: bool, first: bool) -> None:
+        if p["solver"] == "lbfgs":
+            return self._train_lbfgs(X, y_enc, sw, p)
         validation = None
         if p["early_stopping"]:
             X, y_enc, sw, validation = self._split(X, y_enc, sw, p)
@@ -240,6 +307,16 @@ class BaseMLP(BaseEstimator):
         try:
             history = trainer.fit(X, y_enc, sample_weight=sw, epochs=1 if incremental else p["max_iter"])
         except NonFiniteError as exc:
+            if p["early_stopping"] and self._best_state is not None:
+                # as scikit-learn: early stopping ends the run with the weights of the best validation score
+                self.network_.load_state_dict(self._best_state)
+                self._best_state = None
+                best = int(numpy.argmax(self.validation_scores_)) + 1
+                warnings.warn(f"Training diverged at iteration {self.n_iter_ + 1} ({exc}); stopped and kept the "
+                              f"weights of iteration {best}, the best validation score "
+                              f"({self.best_validation_score_:.6g}). learning_rate_init may be too large.",
+                              ConvergenceWarning, stacklevel=4)
+                return
             raise ValueError(f"{type(self).__name__}: {exc}. The input data may contain large values and need to "
                              "be preprocessed (e.g. StandardScaler), or learning_rate_init may be too large.") from exc
         finally:
@@ -271,15 +348,18 @@ class BaseMLP(BaseEstimator):
     # -- prediction -----------------------------------------------------------------
     def _check_X(self, X: Any) -> Any:
         check_is_fitted(self, "network_")
-        return validate_data(self, X, reset=False, dtype=numpy.float64, order="C")
+        return validate_data(self, X, reset=False, dtype=(numpy.float64, numpy.float32), order="C",
+                             accept_sparse=("csr", "csc"))
 
     def _forward(self, X: Any) -> numpy.ndarray:
         """Network outputs (logits) in evaluation mode -- dropout off, batch norm on running
         statistics -- for already validated ``X``, computed in float64 (see :func:`_float64_twin`)."""
+        # as in scikit-learn, float32 outputs for float32 data and a float32 network, float64 otherwise
+        dtype = numpy.result_type(getattr(X, "dtype", numpy.float64), self._network_dtype())
         if X.shape[0] == 0:
-            return numpy.zeros((0, self.n_outputs_))
+            return numpy.zeros((0, self.n_outputs_), dtype=dtype)
         net = _float64_twin(self.network_)                   # validate_data has tested X for NaN/inf
-        return backend.to_numpy(predict(net, X, PREDICT_CHUNK, check_finite=False)).astype(numpy.float64, copy=False)
+        return backend.to_numpy(predict(net, X, PREDICT_CHUNK, check_finite=False)).astype(dtype, copy=False)
 
     # -- inspection -------------------------------------------------------------------
     def _linear_layers(self) -> list[Linear]:
@@ -288,16 +368,65 @@ class BaseMLP(BaseEstimator):
 
     @property
     def coefs_(self) -> list[numpy.ndarray]:
-        """Weight matrices as scikit-learn lays them out: ``coefs_[i]`` has shape
-        ``(n_in, n_out)`` (the transpose of ``Linear.weight``); copies."""
-        return [backend.to_numpy(m.weight.value).T.copy() for m in self._linear_layers()]
+        """Weight matrices as scikit-learn lays them out: ``coefs_[i]`` has shape ``(n_in, n_out)``.
+
+        Each is a view of the network's weights (``Linear.weight.value`` is the
+        column-major ``(n_out, n_in)`` array, so its transpose is a row-major
+        ``(n_in, n_out)`` view, no copy): editing it in place edits the network,
+        and training updates it in place, as scikit-learn's ``partial_fit`` does.
+        A new ``fit`` (also with ``warm_start``) builds a new optimizer, which may
+        move the weights into new memory: read ``coefs_`` again after it.
+        Assign a list of arrays (same shapes) to set the weights.
+        """
+        return [_host_view(m.weight.value).T for m in self._linear_layers()]
+
+    @coefs_.setter
+    def coefs_(self, coefs: Any) -> None:
+        layers = self._linear_layers()
+        coefs = self._check_layer_arrays("coefs_", coefs, [(m.in_features, m.out_features) for m in layers])
+        for m, c in zip(layers, coefs, strict=True):
+            m.weight.value[...] = backend.xp.asarray(c.T)        # into the network's own memory (and the optimizer's)
 
     @property
     def intercepts_(self) -> list[numpy.ndarray]:
-        """Bias vectors, ``intercepts_[i]`` of shape ``(n_out,)``; zeros for a layer without
-        bias (followed by batch norm, whose shift ``beta`` plays that role); copies."""
-        return [backend.to_numpy(m.bias.value).copy() if m.bias is not None
-                else numpy.zeros(m.out_features, dtype=m.dtype) for m in self._linear_layers()]
+        """Bias vectors, ``intercepts_[i]`` of shape ``(n_out,)``: views of the network's biases, as
+        :attr:`coefs_`; a layer without bias (followed by batch norm, whose shift ``beta`` plays
+        that role) gives a read-only array of zeros. Assign a list of arrays to set them."""
+        out = []
+        for m in self._linear_layers():
+            if m.bias is not None:
+                out.append(_host_view(m.bias.value))
+            else:
+                zeros = numpy.zeros(m.out_features, dtype=m.dtype)
+                zeros.flags.writeable = False
+                out.append(zeros)
+        return out
+
+    @intercepts_.setter
+    def intercepts_(self, intercepts: Any) -> None:
+        layers = self._linear_layers()
+        intercepts = self._check_layer_arrays("intercepts_", intercepts, [(m.out_features,) for m in layers])
+        for i, (m, b) in enumerate(zip(layers, intercepts, strict=True)):
+            if m.bias is not None:
+                m.bias.value[...] = backend.xp.asarray(b)
+            elif numpy.any(b != 0):
+                raise ValueError(f"intercepts_[{i}]: layer {i} has no bias (batch normalization follows it; its "
+                                 "shift beta plays that role), so its intercept must stay zero")
+
+    def _check_layer_arrays(self, name: str, arrays: Any, shapes: list[tuple[int, ...]]) -> list[numpy.ndarray]:
+        dtype = self.network_.parameters()[0].dtype
+        try:
+            arrays = [numpy.asarray(a, dtype=dtype) for a in arrays]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be a list of {len(shapes)} numeric arrays: {exc}") from exc
+        if len(arrays) != len(shapes):
+            raise ValueError(f"{name} must be a list of {len(shapes)} arrays (one per layer), got {len(arrays)}")
+        for i, (a, shape) in enumerate(zip(arrays, shapes, strict=True)):
+            if a.shape != shape:
+                raise ValueError(f"{name}[{i}] has shape {a.shape}, expected {shape}")
+            if not numpy.isfinite(a).all():
+                raise ValueError(f"{name}[{i}] contains NaN or infinity")
+        return arrays
 
     # -- model files ------------------------------------------------------------------
     def _metadata(self) -> dict[str, Any]:
@@ -420,6 +549,11 @@ class BaseMLP(BaseEstimator):
         est._trainer = None
         est._restore_target_metadata(meta)
         return est
+
+
+def _host_view(a: Any) -> numpy.ndarray:
+    """``a`` itself on NumPy (a view, no copy); a host copy on another backend."""
+    return a if isinstance(a, numpy.ndarray) else backend.to_numpy(a)
 
 
 class _PickledNetwork:

@@ -41,8 +41,8 @@ Checker = Callable[[str, Any], Any]
 
 #: Hidden activations: scikit-learn's names plus ``leaky_relu`` and ``sigmoid`` (``logistic``'s other name).
 ACTIVATIONS = HIDDEN_ACTIVATIONS
-#: Optimizers (all stochastic: one pass over mini-batches per iteration).
-SOLVERS = OPTIMIZER_NAMES
+#: Solvers: the library's mini-batch optimizers (one pass over mini-batches per iteration) and full-batch L-BFGS.
+SOLVERS = (*OPTIMIZER_NAMES, "lbfgs")
 #: Learning-rate schedules: scikit-learn's three plus cosine annealing.
 LEARNING_RATES = ("constant", "invscaling", "adaptive", "cosine")
 
@@ -77,7 +77,7 @@ def class_weight(name: str, value: Any) -> Any:
 CONSTRAINTS: dict[str, Checker] = {
     "hidden_layer_sizes": SHARED["hidden_sizes"],
     "activation": SHARED["activation"],
-    "solver": SHARED["optimizer"],
+    "solver": OneOf(SOLVERS),       # the shared optimizer names, and "lbfgs"
     "alpha": SHARED["l2"],
     "batch_size": AnyOf(Literal("auto"), SHARED["batch_size"]),
     "learning_rate": OneOf(LEARNING_RATES),
@@ -97,13 +97,15 @@ CONSTRAINTS: dict[str, Checker] = {
     "beta_2": SHARED["beta2"],
     "epsilon": SHARED["eps"],
     "n_iter_no_change": AnyOf(SHARED["patience"], Literal(math.inf, "numpy.inf")),
+    "max_fun": Integer(1),
     "rho": SHARED["rho"],
     "dropout": SHARED["dropout"],
     "batch_norm": SHARED["batch_norm"],
     "clip_norm": Nullable(SHARED["clip_norm"]),
     "weight_init": Nullable(SHARED["init"]),
-    "dtype": SHARED["dtype"],
+    "dtype": Nullable(SHARED["dtype"]),
     "class_weight": class_weight,
+    "loss": OneOf(("squared_error", "poisson")),
 }
 
 

@@ -60,6 +60,13 @@ class SklearnConvergence(Callback):
         self.converged = False
         self.message = ""
 
+    def on_batch_begin(self, trainer: Trainer, batch: int) -> None:
+        # scikit-learn's L2 term of a batch: alpha / (2 sum_batch w) sum ||W||^2, i.e. a weight decay of
+        # alpha / sum_batch w (the batch's size without sample weights), also for a smaller last batch
+        alpha = self.estimator._validated["alpha"]
+        if alpha:
+            trainer.optimizer.weight_decay = alpha / (trainer.batch_weight * self.estimator._sw_scale)
+
     def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, Any]) -> None:
         est = self.estimator
         p = est._validated

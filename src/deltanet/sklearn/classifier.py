@@ -8,11 +8,13 @@ import numpy
 from sklearn.base import ClassifierMixin
 from sklearn.utils import column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target
 
-from ..losses import BinaryCrossEntropyWithLogits, Loss, SoftmaxCrossEntropy
+from ..losses import Loss, SoftmaxCrossEntropy
 from ..modules.activations import sigmoid
 from ._base import BaseMLP
+from ._losses import MultilabelLogLoss
 
 _SUPPORTED = ("binary", "multiclass", "multilabel-indicator")
 
@@ -22,13 +24,16 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     A drop-in for :class:`sklearn.neural_network.MLPClassifier` (same parameter
     names where the meaning is the same) with deltanet's training: the solvers
-    ``sgd``, ``adam``, ``adamw``, ``rmsprop``, dropout, batch normalization,
-    gradient clipping, learning-rate schedules, float32 by default.
+    ``sgd``, ``adam``, ``adamw``, ``rmsprop`` and full-batch ``lbfgs``, dropout,
+    batch normalization, gradient clipping, learning-rate schedules, sparse input,
+    float32 when the data are float32.
 
-    Targets: 1-D labels (binary or multiclass: a softmax output over the
-    classes, :class:`~deltanet.SoftmaxCrossEntropy`), or a 2-D 0/1 indicator
-    matrix (multi-label: one sigmoid output per label,
-    :class:`~deltanet.BinaryCrossEntropyWithLogits`).
+    Targets: 1-D labels (multiclass: a softmax output over the classes,
+    :class:`~deltanet.SoftmaxCrossEntropy`; binary: one logistic output unit, the
+    logit of ``classes_[1]``), or a 2-D 0/1 indicator matrix (multi-label: one
+    sigmoid output per label). Binary and multi-label targets train on the
+    log-loss summed over the outputs and averaged over the samples
+    (:class:`~deltanet.sklearn._losses.MultilabelLogLoss`), scikit-learn's objective.
 
     Parameters
     ----------
@@ -37,8 +42,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     activation : {"identity", "logistic", "tanh", "relu", "leaky_relu"}, default="relu"
         Hidden activation (``leaky_relu`` has slope 0.01 for negative inputs; ``sigmoid`` is
         accepted as another name of ``logistic``).
-    solver : {"adam", "adamw", "sgd", "rmsprop"}, default="adam"
-        Optimizer; every solver trains on shuffled mini-batches.
+    solver : {"adam", "adamw", "sgd", "rmsprop", "lbfgs"}, default="adam"
+        Optimizer. ``lbfgs`` is full-batch L-BFGS (:class:`deltanet.optim.LBFGS`, SciPy's
+        L-BFGS-B over the flat parameter vector, scikit-learn's choice for small data; no
+        ``partial_fit``, no dropout); the others train on shuffled mini-batches.
     alpha : float, default=1e-4
         L2 strength, as in scikit-learn: the penalty ``alpha / (2 n_batch) * sum ||W||^2``
         over weight matrices (not biases or batch-norm parameters) is added to each
@@ -79,7 +86,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     nesterovs_momentum : bool, default=True
         Nesterov momentum for ``sgd`` (when ``momentum > 0``).
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data (stratified), score it
+        Hold out ``validation_fraction`` of the data (stratified by class, for binary and
+        multiclass targets too; a class with fewer than 2 members, or fewer held-out rows
+        than classes, is refused with scikit-learn's error), score it
         (accuracy) after each epoch, stop when it stops improving and keep the
         weights of the best epoch.
     validation_fraction : float in [0, 1), default=0.1
@@ -90,6 +99,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         Stabilizer of ``adam`` / ``adamw`` / ``rmsprop``.
     n_iter_no_change : int or numpy.inf, default=10
         Epochs without an improvement of ``tol`` before stopping.
+    max_fun : int, default=15000
+        ``lbfgs`` only: the most loss-and-gradient evaluations (``max_iter`` is its most
+        iterations, ``tol`` its gradient tolerance). Reaching either limit warns with
+        :class:`~sklearn.exceptions.ConvergenceWarning`.
     rho : float in [0, 1), default=0.99
         Decay rate of ``rmsprop``'s running mean of squared gradients.
     dropout : float in [0, 1), default=0.0
@@ -104,8 +117,13 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         ``xavier_normal``, ``xavier_uniform``); None: ``xavier_uniform``, as
         scikit-learn does, for every activation. The output layer is always
         ``xavier_uniform``; biases start at 0.
-    dtype : {"float32", "float64"}, default="float32"
-        Precision of the network and of the computation.
+    dtype : {"float32", "float64"} or None, default=None
+        Precision of the network, of the computation and of the predictions. None
+        follows the data, as scikit-learn: float32 ``X`` trains a float32 network
+        (about twice as fast), anything else (float64, integers, ...) a float64
+        one; ``coefs_``, ``intercepts_`` and ``predict_proba`` / ``predict`` (the
+        regressor's) have that dtype. Later ``partial_fit`` / warm-start data are
+        converted to the network's dtype.
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, multiplied into ``sample_weight``; ``"balanced"``
         uses ``n_samples / (n_classes * bincount(y))``. Not for multi-label targets.
@@ -122,9 +140,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         save it with :func:`deltanet.save`, or call
         ``network_.forward(X, training=False)``.
     loss_ : float
-        Training loss of the last epoch (cross-entropy, L2 term not included).
+        Training loss of the last epoch (its mean over the batches, L2 term included, as in scikit-learn).
     loss_curve_ : list of float
-        Training loss of every epoch.
+        Training loss of every epoch (``lbfgs``: of every iteration).
     best_loss_ : float or None
         Lowest training loss (None with ``early_stopping``).
     validation_scores_ : list of float or None
@@ -137,17 +155,16 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     n_layers_ : int
         Layers including input and output, as in scikit-learn.
     n_outputs_ : int
-        Output units (classes, or labels for multi-label targets).
+        Output units: classes (1 for a binary target, as in scikit-learn), or labels for multi-label targets.
     out_activation_ : str
-        ``"softmax"`` or ``"logistic"`` (multi-label).
+        ``"softmax"`` or ``"logistic"`` (binary, multi-label).
     coefs_, intercepts_ : lists of ndarray
-        The linear layers' weights ``(n_in, n_out)`` and biases, as in scikit-learn (copies).
+        The linear layers' weights ``(n_in, n_out)`` and biases, as in scikit-learn: views of the
+        network's arrays (in-place edits change the network), settable with lists of arrays.
 
     Notes
     -----
-    Differences from scikit-learn's MLP: no ``lbfgs`` solver; binary problems
-    use a two-class softmax (scikit-learn uses one logistic unit; the model
-    class is the same); a row with zero ``sample_weight`` is dropped before
+    Differences from scikit-learn's MLP: a row with zero ``sample_weight`` is dropped before
     training (it is absent, also from the batch-norm statistics); the learning
     rate schedules apply to every solver.
 
@@ -170,8 +187,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  random_state: Any = None, tol: float = 1e-4, verbose: bool | int = False, warm_start: bool = False,
                  momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
-                 n_iter_no_change: int = 10, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
-                 clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = "float32",
+                 n_iter_no_change: int = 10, max_fun: int = 15000, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
+                 clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = None,
                  class_weight: Any = None) -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
@@ -179,13 +196,14 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose, warm_start=warm_start,
             momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-            n_iter_no_change=n_iter_no_change, rho=rho, dropout=dropout, batch_norm=batch_norm, clip_norm=clip_norm,
+            n_iter_no_change=n_iter_no_change, max_fun=max_fun, rho=rho, dropout=dropout, batch_norm=batch_norm, clip_norm=clip_norm,
             weight_init=weight_init, dtype=dtype)
         self.class_weight = class_weight
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
+        tags.input_tags.sparse = True
         return tags
 
     # -- public API ------------------------------------------------------------------
@@ -206,6 +224,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
+    @available_if(lambda est: est._check_solver())
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> MLPClassifier:
         """One epoch over ``(X, y)``, continuing the network and the optimizer state.
 
@@ -227,38 +246,46 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         z = self._forward(self._check_X(X))
         if self._multilabel:
             return sigmoid(z, out=z)
+        if self._binary:
+            p = sigmoid(z[:, 0])
+            return numpy.stack([1.0 - p, p], axis=1)
         z -= z.max(axis=1, keepdims=True)
         numpy.exp(z, out=z)
         z /= z.sum(axis=1, keepdims=True)
         return z
 
     def predict_log_proba(self, X: Any) -> numpy.ndarray:
-        """Logarithm of :meth:`predict_proba`, computed stably (log-sum-exp / log-sigmoid)."""
-        z = self._forward(self._check_X(X))
-        if self._multilabel:
-            return -numpy.logaddexp(0.0, -z)                  # log sigma(z) = -log(1 + e^-z)
-        z -= z.max(axis=1, keepdims=True)
-        z -= numpy.log(numpy.exp(z).sum(axis=1, keepdims=True))
-        return z
+        """``log(predict_proba(X))``, as scikit-learn computes it (``-inf`` where a probability underflows
+        to 0, so the two methods always agree)."""
+        with numpy.errstate(divide="ignore"):
+            return numpy.log(self.predict_proba(X))
 
     def predict(self, X: Any) -> numpy.ndarray:
         """Predicted labels, shape (n_samples,) (multi-label: a 0/1 matrix (n_samples, n_labels))."""
         z = self._forward(self._check_X(X))
         if self._multilabel:
             return (z > 0).astype(numpy.int64)
+        if self._binary:
+            return self.classes_[(z[:, 0] > 0).astype(numpy.intp)]
         return self.classes_[z.argmax(axis=1)]
 
     # -- hooks -------------------------------------------------------------------------
+    @property
+    def _binary(self) -> bool:
+        """Two classes, single-label: one logistic output unit, as in scikit-learn."""
+        # (a model file of an earlier version holds a two-output softmax network for two classes: n_outputs_ == 2)
+        return not getattr(self, "_multilabel", True) and len(self.classes_) == 2 and getattr(self, "n_outputs_", 1) == 1
+
     def _task(self) -> str:
-        return "multilabel" if getattr(self, "_multilabel", False) else "classification"
+        return "multilabel" if getattr(self, "_multilabel", False) or self._binary else "classification"
 
     def _loss(self) -> Loss:
-        return BinaryCrossEntropyWithLogits() if self._multilabel else SoftmaxCrossEntropy()
+        return MultilabelLogLoss() if self._multilabel or self._binary else SoftmaxCrossEntropy()
 
     @property
     def out_activation_(self) -> str:
-        """The output activation as scikit-learn names it: ``"softmax"`` or ``"logistic"``."""
-        return "logistic" if self._multilabel else "softmax"
+        """The output activation as scikit-learn names it: ``"softmax"`` or ``"logistic"`` (binary, multi-label)."""
+        return "logistic" if self._multilabel or self._binary else "softmax"
 
     def _encode_targets(self, y: Any, *, first: bool, classes: Any = None) -> Any:
         name = type(self).__name__
@@ -283,7 +310,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                 if self.classes_.shape[0] < 2:
                     raise ValueError(f"{name} needs samples of at least 2 classes in the data, but the data contains "
                                      f"only 1 class: {self.classes_[0]!r}")
-            self.n_outputs_ = len(self.classes_)
+            self.n_outputs_ = 1 if len(self.classes_) == 2 and not multilabel else len(self.classes_)
         elif multilabel != self._multilabel:
             fitted_on = "multi-label" if self._multilabel else "single-label"
             raise ValueError(f"{name} was fitted on {fitted_on} targets; got {kind!r} targets now")
@@ -291,12 +318,23 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             if y.shape[1] != self.n_outputs_:
                 raise ValueError(f"y has {y.shape[1]} label columns; {name} was fitted with {self.n_outputs_}")
             return y.astype(self._network_dtype(), copy=False)
+        if getattr(self, "_warm_fit", False):
+            labels = numpy.unique(y)
+            if set(labels.tolist()) != set(self.classes_.tolist()):
+                raise ValueError("warm_start can only be used where `y` has the same classes as in the previous call "
+                                 f"to fit. Previously got {self.classes_}, `y` has {labels}")
         idx = numpy.searchsorted(self.classes_, y)
         idx[idx == len(self.classes_)] = 0
         unknown = self.classes_[idx] != y
         if unknown.any():
             raise ValueError(f"y contains labels not in classes_ {self.classes_!r}: {numpy.unique(y[unknown])!r}")
+        if self._binary:
+            return idx.astype(self._network_dtype()).reshape(-1, 1)
         return idx.astype(numpy.int64)
+
+    def _class_index(self, y_enc: Any) -> Any:
+        """Class indices of encoded single-label targets."""
+        return y_enc[:, 0].astype(numpy.int64) if self._binary else y_enc
 
     def _target_sample_weight(self, y_enc: Any, *, incremental: bool) -> Any:
         cw = self._validated["class_weight"]
@@ -307,18 +345,22 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if isinstance(cw, str) and incremental:
             raise ValueError("class_weight='balanced' is not supported for partial_fit (one batch's class "
                              "frequencies are not the data's); pass a dict computed from all the data")
-        weights = compute_class_weight(cw, classes=self.classes_, y=self.classes_[y_enc])
-        return weights[y_enc]
+        idx = self._class_index(y_enc)
+        weights = compute_class_weight(cw, classes=self.classes_, y=self.classes_[idx])
+        return weights[idx]
 
     def _stratify(self, y_enc: Any) -> Any:
         if self._multilabel:
             return None
-        counts = numpy.bincount(y_enc)
-        return y_enc if counts[counts > 0].min() >= 2 else None
+        # every class in both parts; too few members of a class is scikit-learn's (train_test_split's) error
+        return self._class_index(y_enc)
 
     def _validation_score(self, X: Any, y_enc: Any, sample_weight: Any) -> float:
         z = self._forward(X)
-        correct = ((z > 0) == (y_enc > 0.5)).all(axis=1) if self._multilabel else z.argmax(axis=1) == y_enc
+        if self._multilabel or self._binary:
+            correct = ((z > 0) == (y_enc > 0.5)).all(axis=1)
+        else:
+            correct = z.argmax(axis=1) == y_enc
         return float(numpy.average(correct, weights=sample_weight))
 
     def _target_metadata(self) -> dict[str, Any]:
@@ -326,7 +368,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                 "multilabel": bool(self._multilabel)}
 
     def _preprocessing(self) -> dict[str, Any]:
-        return {} if self._multilabel else {"class_names": [str(c) for c in self.classes_]}
+        # the labels of the outputs: a binary network has one output (the logit of classes_[1])
+        return {} if self._multilabel or self._binary else {"class_names": [str(c) for c in self.classes_]}
 
     def _restore_target_metadata(self, meta: dict[str, Any]) -> None:
         dtype = numpy.dtype(meta["classes_dtype"])

@@ -17,7 +17,7 @@ from typing import Any
 import numpy
 
 from .. import backend
-from ..optim import OPTIMIZERS, SGD, Optimizer, get_optimizer, get_schedule
+from ..optim import LBFGS, OPTIMIZERS, SGD, Optimizer, get_optimizer, get_schedule
 from ..optim.schedules import Schedule
 from ..parameter import Parameter
 
@@ -25,8 +25,16 @@ from ..parameter import Parameter
 def make_optimizer(optimizer: Any, params: list[Parameter], lr: float | None, kwargs: dict[str, Any] | None,
                    l2: float) -> Optimizer:
     """The trainer's optimizer: a name built over ``params`` with ``lr``, ``l2`` (as weight decay) and
-    ``kwargs``, or an instance built by the caller (which must hold all of ``params``)."""
-    if isinstance(optimizer, Optimizer):
+    ``kwargs``, or an instance built by the caller (which must hold all of ``params``); ``"lbfgs"`` or an
+    :class:`~deltanet.optim.LBFGS` is the full-batch path (:mod:`deltanet.training.full_batch`)."""
+    if isinstance(optimizer, str) and optimizer.lower() == "lbfgs":
+        if lr is not None:
+            raise ValueError("Trainer: optimizer='lbfgs' has no learning rate (its line search sets each step); drop lr")
+        hyper = dict(kwargs or {})
+        if l2:
+            hyper["weight_decay"] = l2
+        return LBFGS(params, **hyper)
+    if isinstance(optimizer, (Optimizer, LBFGS)):
         if lr is not None or kwargs:
             raise ValueError("Trainer: lr / optimizer_kwargs are for a named optimizer; set them on the optimizer instance")
         own = {id(p) for p in optimizer.params}

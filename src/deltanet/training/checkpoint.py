@@ -41,7 +41,7 @@ from .. import backend
 from ..io import atomic_write
 from ..losses import LOSSES
 from ..modules.base import Module, build
-from ..optim import OPTIMIZERS, Optimizer
+from ..optim import LBFGS, OPTIMIZERS, Optimizer
 from ..optim import schedules as schedules_module
 from ..optim.schedules import Schedule
 from .history import History
@@ -288,7 +288,8 @@ def load_trainer(cls: type[Trainer], path: str | os.PathLike[str], model: Module
     kwargs.update(overrides)
     if "optimizer" not in overrides:
         opt_state = state["optimizer"]
-        by_class = {c.__name__: c for c in OPTIMIZERS.values()}
+        by_class: dict[str, Any] = {c.__name__: c for c in OPTIMIZERS.values()}
+        by_class["LBFGS"] = LBFGS
         opt_cls = by_class.get(opt_state["type"])
         if opt_cls is None:
             raise ValueError(f"unknown optimizer {opt_state['type']!r} in the checkpoint; pass optimizer=")

@@ -18,6 +18,7 @@ from ..modules.base import Module, check_finite
 from ..modules.layernorm import LayerNorm
 from ..modules.linear import Linear
 from ..modules.normalization import BatchNorm
+from ..sparse import is_sparse
 
 
 @dataclass
@@ -199,8 +200,8 @@ def batch_gatherer(X: Any, batch_size: int) -> Any:
     The buffer is overwritten by the next batch: the model uses the batch only
     until its backward pass (a ``Linear`` keeps its input until then).
     """
-    if backend.xp is not numpy:
-        return lambda idx: X[idx]
+    if backend.xp is not numpy or is_sparse(X):
+        return lambda idx: X[idx]                      # a sparse batch: its rows, still sparse
     buf = numpy.empty((min(batch_size, X.shape[0]), *X.shape[1:]), dtype=X.dtype)
     take = X.take                                      # the method: numpy.take adds two Python calls per batch
 

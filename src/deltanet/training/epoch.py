@@ -101,7 +101,7 @@ class EpochStats:
         }
 
     def _layer_health(self, model: Any, monitor_X: Any) -> dict[str, dict[str, float]]:
-        units = unit_health(model, monitor_X) if model is not None and monitor_X is not None and len(monitor_X) else {}
+        units = unit_health(model, monitor_X) if model is not None and monitor_X is not None and monitor_X.shape[0] else {}
         return {"dead_fraction": {k: v["dead"] for k, v in units.items() if "dead" in v},
                 "saturated_fraction": {k: v["saturated"] for k, v in units.items() if "saturated" in v},
                 "update_ratio": update_ratios(self.watched, self.before) if self.before is not None else {}}

@@ -20,7 +20,7 @@ LAYER_KEYS = ("layer_grad_norms", "dead_fraction", "saturated_fraction", "update
 
 #: Values ``History.stop_reason`` takes.
 STOP_REASONS = ("max_epochs", "loss_threshold", "grad_norm_threshold", "early_stopping", "diverged", "interrupted",
-                "callback")
+                "callback", "converged", "max_fun")
 
 
 class History:

@@ -14,6 +14,7 @@ from typing import Any
 from .. import backend
 from ..losses import BinaryCrossEntropyWithLogits, Loss, MeanSquaredError, SoftmaxCrossEntropy
 from ..modules.base import Module
+from ..sparse import is_sparse
 
 #: Rows of the fixed training sample on which the Trainer measures dead and saturated units each epoch.
 MONITOR_ROWS = 256
@@ -109,7 +110,7 @@ def unit_health(model: Module, X_sample: Any, *, threshold: float = 0.97) -> dic
     """
     from ..modules.activations import LeakyReLU, ReLU, Sigmoid, Tanh
 
-    model.forward(backend.xp.asarray(X_sample), training=False)
+    model.forward(X_sample if is_sparse(X_sample) else backend.xp.asarray(X_sample), training=False)
     out: dict[str, dict[str, float]] = {}
     for path, m in model.named_modules():
         h = getattr(m, "_h", None) if isinstance(m, (ReLU, LeakyReLU, Tanh, Sigmoid)) else None

@@ -39,7 +39,7 @@ from ..inference import predict
 from ..losses import Loss, get_loss
 from ..modules.base import Module
 from ..modules.normalization import BatchNorm
-from ..optim import Optimizer, clip_grad_norm
+from ..optim import LBFGS, Optimizer, clip_grad_norm
 from ..optim.clipping import grad_norm
 from ..optim.schedules import Schedule
 from ..parameter import Parameter
@@ -48,6 +48,7 @@ from . import checkpoint as ckpt
 from .callbacks import Callback, CallbackList
 from .data import PreparedData, batch_gatherer, prepare_data, prepare_fit_data
 from .epoch import EpochStats
+from .full_batch import fit_full_batch
 from .history import History
 from .metrics import MONITOR_ROWS, check_task, evaluate_prepared, probabilities
 from .progress import ProgressBar
@@ -69,7 +70,10 @@ class Trainer:
     optimizer : str or Optimizer
         ``"sgd"``, ``"adam"``, ``"adamw"``, ``"rmsprop"`` (built over
         ``model.parameters()`` with ``lr``, ``l2`` and ``optimizer_kwargs``), or an
-        instance built by the caller.
+        instance built by the caller. ``"lbfgs"`` (or an :class:`~deltanet.optim.LBFGS`)
+        is full-batch L-BFGS instead of the mini-batch loop: ``epochs`` is its
+        iteration limit, ``optimizer_kwargs`` take ``max_fun``, ``tol``,
+        ``history_size``; see :mod:`deltanet.training.full_batch`.
     lr : float, optional
         Learning rate; None keeps the optimizer's default (Adam 1e-3, SGD 0.01).
     schedule : None, str, Schedule or callable
@@ -229,6 +233,8 @@ class Trainer:
         self.stop_reason: str | None = None
         self.stop_message: str | None = None
         self.n_batches = self.final_epoch = self.batch = 0
+        #: During ``fit``: the current batch's size, or its sum of sample weights (set before ``on_batch_begin``).
+        self.batch_weight = 0.0
         self.has_validation = self.resuming = self.in_fit = False
         #: During ``fit``: the epoch this fit's plan ends at (what a checkpoint records to resume it).
         self.planned_end_epoch: int | None = None
@@ -343,14 +349,16 @@ class Trainer:
         self.in_fit = True
         if self.handle_interrupt and self.distributed is None:
             self.signals.install()
-        self._plan = accel.fast_path(self, callbacks)
+        full_batch = isinstance(self.optimizer, LBFGS)
+        self._plan = None if full_batch else accel.fast_path(self, callbacks)
         try:
             callbacks.on_train_begin(self)
             self.resuming = False
-            # overflow on the way to a NaN/inf is caught and reported as divergence; NumPy's warnings would only add noise
-            with numpy.errstate(over="ignore", invalid="ignore"), self._plan.batches():
-                while self.epoch < self.final_epoch and not self.stop_training:
-                    self._run_epoch(train, val, callbacks)
+            if full_batch:                 # one L-BFGS run over all the data; one record per iteration
+                with numpy.errstate(over="ignore", invalid="ignore"):
+                    fit_full_batch(self, train, val, callbacks, n_epochs)
+            else:
+                self._fit_batches(train, val, callbacks)
             finish_fit(self, callbacks, n_epochs)
         except BaseException as exc:
             if self.distributed is not None:      # the other ranks would wait in the next all-reduce for ever
@@ -363,6 +371,13 @@ class Trainer:
         if self.stop_reason == "diverged" and self.on_divergence == "raise":
             raise NonFiniteError(self.stop_message)
         return self.history
+
+    def _fit_batches(self, train: PreparedData, val: PreparedData | None, callbacks: CallbackList) -> None:
+        """The mini-batch loop: epochs until ``final_epoch`` or a stop request."""
+        # overflow on the way to a NaN/inf is caught and reported as divergence; NumPy's warnings would only add noise
+        with numpy.errstate(over="ignore", invalid="ignore"), self._plan.batches():
+            while self.epoch < self.final_epoch and not self.stop_training:
+                self._run_epoch(train, val, callbacks)
 
     def _run_epoch(self, train: PreparedData, val: PreparedData | None, callbacks: CallbackList) -> None:
         start = time.perf_counter()
@@ -386,6 +401,7 @@ class Trainer:
                 idx = dist.shard_rows(idx, train.sample_weight)      # this rank's rows of the global batch
             xb, yb = gather(idx), train.y[idx]
             wb = train.sample_weight[idx] if weighted else None
+            self.batch_weight = float(wb.sum()) if weighted else float(len(idx))
             callbacks.on_batch_begin(self, self.batch)
             lr = self.lr
             if b == last:
