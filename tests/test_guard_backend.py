@@ -123,3 +123,62 @@ def test_optimizer_steps_in_the_batch_loop(name, on_guard):
             opt.step()
     assert all(isinstance(p.value, guard.GuardArray) for p in model.parameters())
     assert any(not np.array_equal(b, backend.to_numpy(p.value)) for b, p in zip(before, model.parameters(), strict=True))
+
+
+# -- training and inference --------------------------------------------------------------------------------------
+def _hot(fn):
+    def call(*args, **kwargs):
+        with guard.hot():
+            return fn(*args, **kwargs)
+    return call
+
+
+def _hot_in_training(forward):
+    def call(x, training=False):
+        if not training:                 # setup probes and evaluation passes: not the batch loop
+            return forward(x, training=training)
+        with guard.hot():
+            return forward(x, training=training)
+    return call
+
+
+def _guard_batches(trainer):
+    """The trainer's per-batch math (forward, backward, update) inside the hot scope."""
+    trainer.model.forward = _hot_in_training(trainer.model.forward)
+    trainer.model.backward = _hot(trainer.model.backward)
+    trainer.optimizer.step = _hot(trainer.optimizer.step)
+    trainer.loss.backward = _hot(trainer.loss.backward)
+    return trainer
+
+
+def _blobs(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 0.5)
+    return X, y
+
+
+@pytest.mark.parametrize("record_layers", [True, False])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("layers", [{}, {"batch_norm": True, "dropout": 0.2}])
+def test_trainer_fit_under_the_guard(optimizer, layers, record_layers, on_guard):
+    X, y = _blobs()
+    with backend.use_backend("numpy"):
+        ref = dn.Trainer(dn.mlp([6, 8, 3], rng=0, **layers), optimizer=optimizer, batch_size=16, epochs=3, seed=0,
+                         record_layers=record_layers)
+        ref_history = ref.fit(X, y)
+    trainer = _guard_batches(dn.Trainer(dn.mlp([6, 8, 3], rng=0, **layers), optimizer=optimizer, batch_size=16, epochs=3,
+                                                seed=0, record_layers=record_layers))
+    history = trainer.fit(X, y)
+    assert all(isinstance(p.value, guard.GuardArray) for p in trainer.params)
+    np.testing.assert_allclose([r["train_loss"] for r in history], [r["train_loss"] for r in ref_history], rtol=1e-4)
+
+
+def test_inference_under_the_guard(on_guard):
+    X, y = _blobs()
+    model = dn.mlp([6, 8, 3], rng=0)
+    trainer = dn.Trainer(model, batch_size=16, epochs=1, seed=0)
+    trainer.fit(X, y, validation_data=(X, y))
+    out = dn.predict(model, X, batch_size=32)
+    assert isinstance(out, guard.GuardArray) and out.shape == (96, 3)
+    assert trainer.evaluate(X, y)["loss"] > 0

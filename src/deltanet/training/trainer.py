@@ -465,6 +465,8 @@ class Trainer:
             # the optimizer measures the norm while it updates; a non-finite one is caught just after the update,
             # whose weights and state the divergence handling then replaces by the last good ones
             total = self.optimizer.step(measure_grad_norm=True)
+            if total is not None:
+                total = float(total)     # a device scalar on a GPU: read here, with the loss, not inside the step
             return (total, None) if total is not None and math.isfinite(total) else f"the gradient norm is {total}"
         if self.record_layers:
             sq = [backend.sum_of_squares(p.grad) for p in self.params]
