@@ -182,3 +182,65 @@ def test_inference_under_the_guard(on_guard):
     out = dn.predict(model, X, batch_size=32)
     assert isinstance(out, guard.GuardArray) and out.shape == (96, 3)
     assert trainer.evaluate(X, y)["loss"] > 0
+
+
+# -- devices: the paths that run without a GPU ------------------------------------------------------------------
+def _no_cupy(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def refuse(name, *args, **kwargs):
+        if name == "cupy" or name.startswith("cupy."):
+            raise ImportError("No module named 'cupy'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse)
+    monkeypatch.delitem(__import__("sys").modules, "cupy", raising=False)
+
+
+def test_cuda_without_cupy_says_what_to_install(monkeypatch):
+    _no_cupy(monkeypatch)
+    with pytest.raises(RuntimeError, match=r"needs CuPy.*deltanet\[gpu\]"):
+        dn.mlp([4, 3], rng=0, device="cuda")
+    model = dn.mlp([4, 3], rng=0)
+    with pytest.raises(RuntimeError, match="needs CuPy"):
+        dn.Trainer(model, device="cuda")
+    assert backend.xp is np
+
+
+def test_unknown_device():
+    with pytest.raises(ValueError, match="'cpu' or 'cuda'"):
+        dn.mlp([4, 3], rng=0, device="tpu")
+
+
+def test_cpu_device_moves_guard_arrays_home():
+    with backend.use_backend(G):
+        model = dn.mlp([4, 5, 3], rng=0, batch_norm=True)
+        assert isinstance(model.parameters()[0].value, guard.GuardArray)
+        model.to("cpu")
+    try:
+        assert all(type(p.value) is np.ndarray and type(p.grad) is np.ndarray for p in model.parameters())
+        assert all(type(b) is np.ndarray for _, b in model.named_buffers())
+        X, y = _blobs()
+        trainer = dn.Trainer(dn.mlp([6, 4, 3], rng=0), device="cpu", epochs=1, batch_size=32)
+        assert trainer.fit(X, y).records[-1]["train_loss"] > 0
+    finally:
+        backend.set_backend("numpy")
+
+
+def test_model_files_hold_host_arrays(tmp_path, on_guard):
+    model = dn.mlp([4, 5, 3], rng=0)
+    dn.save(model, tmp_path / "m.npz")
+    with backend.use_backend("numpy"):
+        loaded = dn.load(tmp_path / "m.npz")
+        assert all(type(p.value) is np.ndarray for p in loaded.parameters())
+        np.testing.assert_array_equal(loaded.parameters()[0].value, model.parameters()[0].value.get())
+
+
+def test_cli_train_device_cuda_without_cupy(monkeypatch, tmp_path, capsys):
+    from deltanet.cli import main
+
+    _no_cupy(monkeypatch)
+    assert main(["train", "--device", "cuda", "--out-dir", str(tmp_path), "--quiet", "--no-report"]) != 0
+    assert "needs CuPy" in capsys.readouterr().err

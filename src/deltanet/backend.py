@@ -72,6 +72,45 @@ class use_backend:
         set_backend(self._saved)
 
 
+DEVICES = ("cpu", "cuda")
+
+GPU_INSTALL = "pip install 'deltanet[gpu]'  (CuPy for CUDA 12: cupy-cuda12x)"
+
+
+def select_device(device: str) -> Any:
+    """Make ``device`` the active one and return its array namespace: ``"cpu"`` is NumPy, ``"cuda"`` CuPy.
+
+    Raises
+    ------
+    ValueError
+        ``device`` is neither ``"cpu"`` nor ``"cuda"``.
+    RuntimeError
+        ``"cuda"`` without CuPy installed, or without a usable NVIDIA GPU.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cpu":
+        set_backend("numpy")
+        return xp
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError as exc:
+        raise RuntimeError(f"device='cuda' needs CuPy, which is not installed: {GPU_INSTALL}") from exc
+    try:  # pragma: no cover - needs a GPU
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # pragma: no cover - CuPy raises its own CUDARuntimeError without a driver
+        raise RuntimeError(f"device='cuda': CuPy is installed but finds no usable NVIDIA GPU or driver ({exc})") from exc
+    if count < 1:  # pragma: no cover
+        raise RuntimeError("device='cuda': CuPy is installed but finds no NVIDIA GPU")
+    set_backend(cupy)  # pragma: no cover
+    return xp  # pragma: no cover
+
+
+def device_array(a: Any) -> Any:
+    """``a`` in the active namespace (a host-to-device copy under CuPy; no copy for NumPy input on the CPU)."""
+    return xp.asarray(a)
+
+
 def get_array_module(x: Any) -> Any:
     """Return the namespace that owns array ``x`` (NumPy or CuPy)."""
     module = type(x).__module__.split(".")[0]

@@ -127,6 +127,12 @@ class Trainer:
         Data-parallel training: ``"mpi"`` trains over every process of the MPI
         job (run the script with ``mpiexec -n N``), each rank computing its
         shard of every global batch of ``batch_size`` rows; see Notes.
+    device : ``"cpu"``, ``"cuda"`` or None
+        Where the model, its optimizer state and the batches live: ``"cuda"``
+        moves the model to the GPU (CuPy, ``pip install 'deltanet[gpu]'``; a
+        clear ``RuntimeError`` without CuPy or a GPU) and the data once per
+        ``fit``. None leaves the model where it is. Model files always hold
+        host arrays.
     on_divergence : ``"stop"`` or ``"raise"``
         What a non-finite loss or gradient does: stop the run (a ``RuntimeWarning``
         and ``history.stop_reason == "diverged"``) or raise :class:`~deltanet.NonFiniteError`
@@ -180,9 +186,13 @@ class Trainer:
                  record_layers: bool = True, *, optimizer_kwargs: dict[str, Any] | None = None,
                  schedule_kwargs: dict[str, Any] | None = None, shuffle: bool = True, eval_batch_size: int = 1024,
                  gradient_hook: GradientHook | None = None, on_divergence: str = "stop",
-                 handle_interrupt: bool = True, distributed: Any = None) -> None:
+                 handle_interrupt: bool = True, distributed: Any = None, device: str | None = None) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be a deltanet Module, got {type(model).__name__}")
+        #: ``"cpu"``, ``"cuda"`` (the model moved there, CuPy the namespace) or None (wherever the model is).
+        self.device = device
+        if device is not None:
+            model.to(device)
         self.model = model
         self.params: list[Parameter] = model.parameters()
         if not self.params:
