@@ -244,3 +244,17 @@ def test_cli_train_device_cuda_without_cupy(monkeypatch, tmp_path, capsys):
     _no_cupy(monkeypatch)
     assert main(["train", "--device", "cuda", "--out-dir", str(tmp_path), "--quiet", "--no-report"]) != 0
     assert "needs CuPy" in capsys.readouterr().err
+
+
+def test_estimators_device(monkeypatch):
+    from deltanet.sklearn import MLPClassifier, MLPRegressor
+
+    X, y = _blobs()
+    clf = MLPClassifier((8,), max_iter=3, random_state=0, device="cpu").fit(X, y)
+    assert type(clf.predict_proba(X)) is np.ndarray and clf.get_params()["device"] == "cpu"
+    with pytest.raises(ValueError, match="device"):
+        MLPRegressor((8,), max_iter=2, device="gpu").fit(X, X[:, 0])
+    _no_cupy(monkeypatch)
+    with pytest.raises(RuntimeError, match="needs CuPy"):
+        MLPClassifier((8,), max_iter=2, device="cuda").fit(X, y)
+    assert backend.xp is np

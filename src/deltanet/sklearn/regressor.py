@@ -27,7 +27,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
     warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
     beta_1, beta_2, epsilon, n_iter_no_change, rho, dropout, batch_norm, clip_norm,
-    weight_init, dtype
+    weight_init, dtype, device
         As for :class:`~deltanet.sklearn.MLPClassifier`; with ``early_stopping``
         the validation score is R^2 (:func:`sklearn.metrics.r2_score`) on a
         random (not stratified) split.
