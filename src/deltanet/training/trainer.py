@@ -375,6 +375,20 @@ class Trainer:
         return self.history
 
     def _run_epoch(self, train: PreparedData, val: PreparedData | None, callbacks: CallbackList) -> None:
+        """One epoch over ``train`` (already in the active namespace: moved to the device once per ``fit``).
+
+        Host reads on a GPU namespace (each a device-to-host copy and a synchronisation), and why:
+
+        * per batch, outside the modules and the optimizer step: the batch's loss (``Loss.forward``
+          returns a float; the divergence check, ``on_batch_end`` and the history read it), the gradient
+          norm (divergence check, clipping; read after the step, which itself keeps it on the device), the
+          sum of the batch's sample weights when weighted, and with ``record_layers`` one squared norm
+          per parameter;
+        * per epoch: the correct-prediction count (one ``count_nonzero``) and the record's means.
+
+        The modules' forward and backward and the optimizer's step read nothing back
+        (``tests/test_guard_backend.py`` proves it on :mod:`deltanet.testing.guard`).
+        """
         start = time.perf_counter()
         good = safety.snapshot(self.model, self.optimizer, self.schedule)
         self.epoch += 1
