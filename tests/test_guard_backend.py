@@ -5,7 +5,9 @@ array mixed into device work, ``numpy.*`` functions where ``backend.xp`` is
 meant, and, inside the batch loop (:func:`guard.hot`), Python scalars pulled
 from arrays. A test green here is a test the GPU path passes without leaving
 the array namespace. The fast path switches itself off (exact ``numpy.ndarray``
-only), so these runs take the reference path, the one a CuPy backend takes.
+only), so these runs take what a CuPy backend takes: the reference arithmetic, with the fast path's once-per-fit
+decisions (the data tested for NaN once, not per batch). Under ``DELTANET_FAST=0`` the trainer tests every batch
+for NaN, a host read per batch the guard would refuse inside the batch loop.
 """
 
 from __future__ import annotations
