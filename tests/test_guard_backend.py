@@ -127,6 +127,16 @@ def test_optimizer_steps_in_the_batch_loop(name, on_guard):
     assert any(not np.array_equal(b, backend.to_numpy(p.value)) for b, p in zip(before, model.parameters(), strict=True))
 
 
+@pytest.fixture
+def fast_decisions():
+    """The fast path's once-per-fit decisions on, whatever ``DELTANET_FAST`` says (see the module's docstring)."""
+    from deltanet import accel
+
+    accel.set_fast_enabled(True)
+    yield
+    accel.set_fast_enabled(None)
+
+
 # -- training and inference --------------------------------------------------------------------------------------
 def _hot(fn):
     def call(*args, **kwargs):
@@ -163,7 +173,7 @@ def _blobs(n=96, seed=0):
 @pytest.mark.parametrize("record_layers", [True, False])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("layers", [{}, {"batch_norm": True, "dropout": 0.2}])
-def test_trainer_fit_under_the_guard(optimizer, layers, record_layers, on_guard):
+def test_trainer_fit_under_the_guard(optimizer, layers, record_layers, on_guard, fast_decisions):
     X, y = _blobs()
     with backend.use_backend("numpy"):
         ref = dn.Trainer(dn.mlp([6, 8, 3], rng=0, **layers), optimizer=optimizer, batch_size=16, epochs=3, seed=0,
