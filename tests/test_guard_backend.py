@@ -258,6 +258,7 @@ def test_cli_train_device_cuda_without_cupy(monkeypatch, tmp_path, capsys):
     assert "needs CuPy" in capsys.readouterr().err
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")   # 3 iterations, on purpose
 def test_estimators_device(monkeypatch):
     from deltanet.sklearn import MLPClassifier, MLPRegressor
 
