@@ -39,7 +39,7 @@ def default_init(activation: str) -> str:
 
 def mlp(sizes: list[int], activation: str = "relu", *, dropout: float = 0.0, batch_norm: bool = False,
         init: str | None = None, output_init: str = "xavier_normal", leaky_alpha: float = 0.01,
-        rng: Any = None, dtype: Any = None, input_dropout: float = 0.0) -> Sequential:
+        rng: Any = None, dtype: Any = None, input_dropout: float = 0.0, device: str | None = None) -> Sequential:
     """A plain MLP: ``[Dropout] ->`` then ``Linear -> [BatchNorm] -> activation -> [Dropout]`` per hidden
     layer, then a final ``Linear`` producing logits (pair it with a fused loss such as
     :class:`~deltanet.losses.SoftmaxCrossEntropy`).
@@ -55,6 +55,9 @@ def mlp(sizes: list[int], activation: str = "relu", *, dropout: float = 0.0, bat
     input_dropout : float
         Dropout rate of the input features, before the first layer (0 disables; Srivastava et al.,
         2014, drop 20% of an image's pixels and half of the hidden units).
+    device : ``"cpu"``, ``"cuda"`` or None
+        Move the network there (:meth:`Module.to`; ``"cuda"`` needs CuPy and an NVIDIA GPU). None: the
+        active namespace.
     batch_norm : bool
         Batch normalization between each hidden ``Linear`` and its activation.
     init : str, optional
@@ -91,7 +94,8 @@ def mlp(sizes: list[int], activation: str = "relu", *, dropout: float = 0.0, bat
         if dropout > 0:
             layers.append(Dropout(dropout, rng=gen.spawn(1)[0]))
     layers.append(Linear(sizes[-2], sizes[-1], init=output_init, rng=gen, dtype=dtype))
-    return Sequential(*layers)
+    net = Sequential(*layers)
+    return net.to(device) if device is not None else net
 
 
 def count_flops(module: Module, input_shape: tuple[int, ...]) -> int:

@@ -30,15 +30,85 @@ _default_dtype = numpy.dtype(numpy.float32)
 _FLOAT_DTYPES = ("float32", "float64")
 
 
-def set_backend(name: str) -> None:
-    """Select the array namespace by module name (``"numpy"`` or ``"cupy"``)."""
+def set_backend(name: str | Any) -> None:
+    """Select the array namespace: ``"numpy"``, ``"cupy"``, or a NumPy-compatible module object.
+
+    A module object is for test namespaces such as :mod:`deltanet.testing.guard`
+    (NumPy arrays that refuse what CuPy refuses). Prefer :class:`use_backend`,
+    which restores the previous namespace on exit.
+    """
     global xp
+    if not isinstance(name, str):
+        if not hasattr(name, "asarray") or not hasattr(name, "__name__"):
+            raise TypeError(f"a backend module needs asarray and __name__, got {type(name).__name__}")
+        xp = name
+        return
     if name not in ("numpy", "cupy"):
         raise ValueError(f"backend must be 'numpy' or 'cupy', got {name!r}")
     try:
         xp = importlib.import_module(name)
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise ImportError(f"backend {name!r} is not installed: pip install {name}") from exc
+
+
+class use_backend:
+    """Context manager that selects an array namespace temporarily (see :func:`set_backend`).
+
+    >>> with use_backend("numpy"):
+    ...     xp.zeros(2).shape
+    (2,)
+    """
+
+    def __init__(self, name: str | Any) -> None:
+        self._name = name
+        self._saved: Any = None
+
+    def __enter__(self) -> Any:
+        self._saved = xp
+        set_backend(self._name)
+        return xp
+
+    def __exit__(self, *exc: object) -> None:
+        set_backend(self._saved)
+
+
+DEVICES = ("cpu", "cuda")
+
+GPU_INSTALL = "pip install 'deltanet[gpu]'  (CuPy for CUDA 12: cupy-cuda12x)"
+
+
+def select_device(device: str) -> Any:
+    """Make ``device`` the active one and return its array namespace: ``"cpu"`` is NumPy, ``"cuda"`` CuPy.
+
+    Raises
+    ------
+    ValueError
+        ``device`` is neither ``"cpu"`` nor ``"cuda"``.
+    RuntimeError
+        ``"cuda"`` without CuPy installed, or without a usable NVIDIA GPU.
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cpu":
+        set_backend("numpy")
+        return xp
+    try:
+        cupy = importlib.import_module("cupy")
+    except ImportError as exc:
+        raise RuntimeError(f"device='cuda' needs CuPy, which is not installed: {GPU_INSTALL}") from exc
+    try:  # pragma: no cover - needs a GPU
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # pragma: no cover - CuPy raises its own CUDARuntimeError without a driver
+        raise RuntimeError(f"device='cuda': CuPy is installed but finds no usable NVIDIA GPU or driver ({exc})") from exc
+    if count < 1:  # pragma: no cover
+        raise RuntimeError("device='cuda': CuPy is installed but finds no NVIDIA GPU")
+    set_backend(cupy)  # pragma: no cover
+    return xp  # pragma: no cover
+
+
+def device_array(a: Any) -> Any:
+    """``a`` in the active namespace (a host-to-device copy under CuPy; no copy for NumPy input on the CPU)."""
+    return xp.asarray(a)
 
 
 def get_array_module(x: Any) -> Any:
@@ -53,6 +123,8 @@ def to_numpy(x: Any) -> numpy.ndarray:
     """Bring an array to host memory as a NumPy array (no copy for NumPy input)."""
     if hasattr(x, "get") and type(x).__module__.startswith("cupy"):  # pragma: no cover
         return x.get()
+    if isinstance(x, numpy.ndarray) and type(x) is not numpy.ndarray and hasattr(x, "get"):
+        return x.get()                                # a test namespace's device-like array (deltanet.testing.guard)
     return numpy.asarray(x)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy
 
+from . import backend
 from .errors import GradcheckError
 from .losses import Loss
 from .modules.base import Module, build
@@ -53,7 +54,7 @@ def _float64_copy(module: Module) -> Module:
         clone = build(config)
     except (ValueError, TypeError, NotImplementedError) as exc:
         raise TypeError(f"gradcheck needs float64 parameters; build {type(module).__name__} with dtype='float64' ({exc})") from exc
-    clone.load_state_dict({k: numpy.asarray(v, dtype=numpy.float64) for k, v in module.state_dict().items()})
+    clone.load_state_dict({k: backend.to_numpy(v).astype(numpy.float64) for k, v in module.state_dict().items()})
     return clone
 
 
@@ -128,7 +129,12 @@ def gradcheck(target: Module | Loss, x: Any, y: Any = None, *, training: bool = 
     # a stream of its own (not default_rng(seed)): an upstream gradient equal to data drawn with the same
     # seed makes some true gradients vanish (LayerNorm's does for G = x), leaving only round-off to compare
     rng = numpy.random.default_rng([seed, 0x6772616463686B])
-    x = numpy.array(x, dtype=numpy.float64)
+    # the checked tensors live in the active namespace (a device under CuPy); what is compared goes to the host:
+    # gradcheck is a diagnostic, its per-entry host reads are the point of it (never in a training loop)
+    xp, host = backend.xp, backend.to_numpy
+    x = xp.array(x, dtype=numpy.float64)
+    if y is not None and hasattr(y, "shape"):
+        y = xp.asarray(y)
     errors: dict[str, float] = {}
     checked: dict[str, int] = {}
 
@@ -137,14 +143,14 @@ def gradcheck(target: Module | Loss, x: Any, y: Any = None, *, training: bool = 
             return float(target.forward(x, y))
 
         f()
-        analytic = {"input": numpy.array(target.backward(), dtype=numpy.float64)}
+        analytic = {"input": numpy.array(host(target.backward()), dtype=numpy.float64)}
         tensors = {"input": x}
     elif isinstance(target, Module):
         module = _float64_copy(target)
         if y is not None:
             raise TypeError("gradcheck: y is for losses; a module is checked with a random upstream gradient")
         gen_states = [g.bit_generator.state for g in module.generators()]
-        buffers = {k: numpy.array(v, copy=True) for k, v in module.named_buffers()}
+        buffers = {k: xp.array(v, copy=True) for k, v in module.named_buffers()}
 
         def restore() -> None:
             for g, s in zip(module.generators(), gen_states, strict=True):
@@ -154,20 +160,20 @@ def gradcheck(target: Module | Loss, x: Any, y: Any = None, *, training: bool = 
 
         restore()
         out = module.forward(x, training=training)
-        upstream = rng.standard_normal(out.shape)
+        upstream = xp.asarray(rng.standard_normal(out.shape))
 
         def f() -> float:
             restore()
-            return float(numpy.sum(module.forward(x, training=training) * upstream))
+            return float(xp.sum(module.forward(x, training=training) * upstream))
 
         restore()
         module.zero_grad()
         module.forward(x, training=training)
         grad_x = module.backward(upstream.copy())
-        analytic = {"input": numpy.array(grad_x, dtype=numpy.float64)}
+        analytic = {"input": numpy.array(host(grad_x), dtype=numpy.float64)}
         tensors = {"input": x}
         for name, p in module.named_parameters():
-            analytic[name] = numpy.array(p.grad, dtype=numpy.float64)
+            analytic[name] = numpy.array(host(p.grad), dtype=numpy.float64)
             tensors[name] = p.value
         restore()
     else:
@@ -180,7 +186,7 @@ def gradcheck(target: Module | Loss, x: Any, y: Any = None, *, training: bool = 
         numeric = numpy.empty(idx.size)
         for j, i in enumerate(idx):
             at = numpy.unravel_index(i, value.shape)      # in place whatever the memory order (weights are column-major)
-            old = value[at]
+            old = float(value[at])
             value[at] = old + eps
             fp = f()
             value[at] = old - eps

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy
+
 from .. import backend
 from . import folding, kernels
 from .flat import FlatBuffer, flatten
@@ -144,8 +146,8 @@ class FusedStep:
                 sq += kernel(w, g, state, decay=decay, measure=measure, **opt.rule_arguments())
                 continue
             for w, g, state, work, decay in group.chunks(keys, split):
-                if measure:
-                    sq += float(dot(g, g))
+                if measure:                   # summed where the gradients live: no host read inside the step
+                    sq = sq + dot(g, g).astype(numpy.float64)
                 opt._rule(w, g, state, work, decay)
         folding.arm_automatically(self)       # the next backward passes fold, unless something reads the gradients
         return sq

@@ -66,6 +66,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("config", nargs="?", metavar="CONFIG.toml",
                    help="a TOML configuration ([model], [data], [train]); default: the built-in default job")
     add_config_options(p, ["model", "data", "train"])
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where to train: cpu (NumPy) or cuda (an NVIDIA GPU through CuPy: pip install 'deltanet[gpu]'); "
+                        "the model files hold host arrays either way")
     out = p.add_argument_group("output")
     out.add_argument("--name", help="name of the run directory (default: the date and time, 20250131-142501)")
     out.add_argument("--out-dir", default="runs", metavar="DIR", help="where run directories are made")
@@ -234,6 +237,11 @@ def _run(args: argparse.Namespace, job: Any) -> int | None:
     check_heuristic_widths(config.model, n_in, n_out)
     config = resolve(config, ds, standardize)
     model = build_model(config.model, n_in, n_out, config.train.seed)
+    if args.device != "cpu":
+        try:
+            model.to(args.device)                 # the trainer builds its optimizer state there; the data follows per fit
+        except RuntimeError as exc:
+            fail(str(exc))
     # a directory to replace (--overwrite) is built beside it and swapped in at the end: no stale files survive
     replace_old = root and resume_dir is None and final_dir.exists() and any(final_dir.iterdir())
     run_dir = final_dir.with_name(f".{final_dir.name}.new-{os.getpid()}") if replace_old else final_dir
@@ -286,6 +294,8 @@ def _run(args: argparse.Namespace, job: Any) -> int | None:
         warnings.filterwarnings("ignore", message="training diverged", category=RuntimeWarning)
         try:
             history = trainer.fit(parts.X_train, parts.y_train, validation_data=val)
+            if args.device != "cpu":
+                model.to("cpu")                   # the report and the model file work on host arrays
         except NonFiniteError as exc:
             print(f"deltanet: error: training diverged: {exc}; {_divergence_advice(config)} (run directory {final_dir} "
                   "holds the configuration only)", file=sys.stderr)

@@ -99,6 +99,23 @@ class Module:
     def _child_shapes(self, input_shape: tuple[int, ...]) -> list[tuple[Module, tuple[int, ...]]]:
         return []
 
+    # -- device ------------------------------------------------------------
+    def to(self, device: str) -> Module:
+        """Move parameters, gradients and buffers to ``device`` (``"cpu"`` or ``"cuda"``) and make it the active
+        one (:func:`deltanet.backend.select_device`); returns ``self``.
+
+        Call it before building an optimizer (a fused optimizer holds views of the parameters); the
+        :class:`~deltanet.Trainer` and the estimators do it for you with ``device=...``.
+        """
+        backend.select_device(device)
+        move = backend.to_numpy if device == "cpu" else backend.device_array
+        for m in self.modules():
+            for p in m._params.values():
+                p.value, p._grad = move(p.value), move(p.grad)
+            for name, buf in list(m._buffers.items()):
+                m._buffers[name] = move(buf)
+        return self
+
     # -- registration ------------------------------------------------------
     def add_parameter(self, name: str, param: Parameter) -> Parameter:
         param.name = param.name or name

@@ -6,6 +6,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy
+
 from .. import accel, backend
 from ..constraints import Integer, Real, check
 from ..parameter import Parameter
@@ -186,7 +188,7 @@ class Optimizer:
                 if measure_grad_norm:
                     sq += backend.sum_of_squares(p.grad)
                 self._update(p, state)
-        norm = math.sqrt(sq) if measure_grad_norm and sq is not None else None
+        norm = _root(sq) if measure_grad_norm and sq is not None else None
         self.last_grad_norm = norm
         if (self.flush_subnormals_every and self.step_count % self.flush_subnormals_every == 0
                 and not (self._engine is not None and self._engine.kernel_ran)):   # the kernels store none
@@ -315,3 +317,11 @@ class Optimizer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
+
+
+def _root(sq: Any) -> Any:
+    """``sqrt(sq)``: a Python float for a host scalar; for a device scalar (a 0-d CuPy array), a 0-d array, so the
+    step reads nothing back to the host (the trainer converts the norm once, with the batch's loss)."""
+    if isinstance(sq, (int, float, numpy.number)):
+        return math.sqrt(sq)
+    return backend.xp.sqrt(sq)

@@ -49,7 +49,8 @@ class BaseMLP(BaseEstimator):
                  momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
                  n_iter_no_change: int = 10, max_fun: int = 15000, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
-                 clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = None) -> None:
+                 clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = None,
+                 device: str = "cpu") -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -79,6 +80,7 @@ class BaseMLP(BaseEstimator):
         self.clip_norm = clip_norm
         self.weight_init = weight_init
         self.dtype = dtype
+        self.device = device
 
     # -- hooks the subclasses implement -------------------------------------------
     def _encode_targets(self, y: Any, *, first: bool, classes: Any = None) -> Any:
@@ -277,7 +279,8 @@ class BaseMLP(BaseEstimator):
             schedule = CosineAnnealingLR(optimizer, t_max=p["max_iter"]) if p["learning_rate"] == "cosine" else None
             trainer = Trainer(self.network_, loss=self._loss(), optimizer=optimizer, schedule=schedule,
                               batch_size=batch_size, clip_norm=p["clip_norm"], seed=self._seed(),
-                              shuffle=p["shuffle"], record_layers=False, task=self._task(), on_divergence="raise")
+                              shuffle=p["shuffle"], record_layers=False, task=self._task(), on_divergence="raise",
+                              device=p["device"])
             if pickled is not None and pickled["optimizer"].get("type") == type(optimizer).__name__ \
                     and (pickled["schedule"] is None) == (schedule is None):
                 # continue as the pickled estimator would have: its optimizer moments, schedule, shuffle order

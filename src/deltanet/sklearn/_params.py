@@ -104,6 +104,7 @@ CONSTRAINTS: dict[str, Checker] = {
     "clip_norm": Nullable(SHARED["clip_norm"]),
     "weight_init": Nullable(SHARED["init"]),
     "dtype": Nullable(SHARED["dtype"]),
+    "device": AnyOf(Literal("cpu"), Literal("cuda")),
     "class_weight": class_weight,
     "loss": OneOf(("squared_error", "poisson")),
 }

@@ -127,6 +127,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes, multiplied into ``sample_weight``; ``"balanced"``
         uses ``n_samples / (n_classes * bincount(y))``. Not for multi-label targets.
+    device : {"cpu", "cuda"}, default="cpu"
+        Where the network trains: ``"cuda"`` is an NVIDIA GPU through CuPy
+        (``pip install 'deltanet[gpu]'``; a ``RuntimeError`` without it).
+        Predictions, ``coefs_`` and saved files are NumPy arrays either way.
 
     Attributes
     ----------
@@ -189,7 +193,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
                  n_iter_no_change: int = 10, max_fun: int = 15000, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
                  clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = None,
-                 class_weight: Any = None) -> None:
+                 class_weight: Any = None, device: str = "cpu") -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
@@ -197,7 +201,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
             n_iter_no_change=n_iter_no_change, max_fun=max_fun, rho=rho, dropout=dropout, batch_norm=batch_norm, clip_norm=clip_norm,
-            weight_init=weight_init, dtype=dtype)
+            weight_init=weight_init, dtype=dtype, device=device)
         self.class_weight = class_weight
 
     def __sklearn_tags__(self) -> Any:

@@ -30,7 +30,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
     warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
     beta_1, beta_2, epsilon, n_iter_no_change, max_fun, rho, dropout, batch_norm, clip_norm,
-    weight_init, dtype
+    weight_init, dtype, device
         As for :class:`~deltanet.sklearn.MLPClassifier`; with ``early_stopping``
         the validation score is R^2 (:func:`sklearn.metrics.r2_score`) on a
         random (not stratified) split.
@@ -77,7 +77,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
                  n_iter_no_change: int = 10, max_fun: int = 15000, rho: float = 0.99, dropout: float = 0.0, batch_norm: bool = False,
                  clip_norm: float | None = None, weight_init: str | None = None, dtype: Any = None,
-                 loss: str = "squared_error") -> None:
+                 loss: str = "squared_error", device: str = "cpu") -> None:
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
@@ -85,7 +85,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
             momentum=momentum, nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
             n_iter_no_change=n_iter_no_change, max_fun=max_fun, rho=rho, dropout=dropout, batch_norm=batch_norm, clip_norm=clip_norm,
-            weight_init=weight_init, dtype=dtype)
+            weight_init=weight_init, dtype=dtype, device=device)
         self.loss = loss
 
     def __sklearn_tags__(self) -> Any:

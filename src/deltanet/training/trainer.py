@@ -131,6 +131,12 @@ class Trainer:
         Data-parallel training: ``"mpi"`` trains over every process of the MPI
         job (run the script with ``mpiexec -n N``), each rank computing its
         shard of every global batch of ``batch_size`` rows; see Notes.
+    device : ``"cpu"``, ``"cuda"`` or None
+        Where the model, its optimizer state and the batches live: ``"cuda"``
+        moves the model to the GPU (CuPy, ``pip install 'deltanet[gpu]'``; a
+        clear ``RuntimeError`` without CuPy or a GPU) and the data once per
+        ``fit``. None leaves the model where it is. Model files always hold
+        host arrays.
     on_divergence : ``"stop"`` or ``"raise"``
         What a non-finite loss or gradient does: stop the run (a ``RuntimeWarning``
         and ``history.stop_reason == "diverged"``) or raise :class:`~deltanet.NonFiniteError`
@@ -184,9 +190,13 @@ class Trainer:
                  record_layers: bool = True, *, optimizer_kwargs: dict[str, Any] | None = None,
                  schedule_kwargs: dict[str, Any] | None = None, shuffle: bool = True, eval_batch_size: int = 1024,
                  gradient_hook: GradientHook | None = None, on_divergence: str = "stop",
-                 handle_interrupt: bool = True, distributed: Any = None) -> None:
+                 handle_interrupt: bool = True, distributed: Any = None, device: str | None = None) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"Trainer: model must be a deltanet Module, got {type(model).__name__}")
+        #: ``"cpu"``, ``"cuda"`` (the model moved there, CuPy the namespace) or None (wherever the model is).
+        self.device = device
+        if device is not None:
+            model.to(device)
         self.model = model
         self.params: list[Parameter] = model.parameters()
         if not self.params:
@@ -380,6 +390,20 @@ class Trainer:
                 self._run_epoch(train, val, callbacks)
 
     def _run_epoch(self, train: PreparedData, val: PreparedData | None, callbacks: CallbackList) -> None:
+        """One epoch over ``train`` (already in the active namespace: moved to the device once per ``fit``).
+
+        Host reads on a GPU namespace (each a device-to-host copy and a synchronisation), and why:
+
+        * per batch, outside the modules and the optimizer step: the batch's loss (``Loss.forward``
+          returns a float; the divergence check, ``on_batch_end`` and the history read it), the gradient
+          norm (divergence check, clipping; read after the step, which itself keeps it on the device), the
+          sum of the batch's sample weights when weighted, and with ``record_layers`` one squared norm
+          per parameter;
+        * per epoch: the correct-prediction count (one ``count_nonzero``) and the record's means.
+
+        The modules' forward and backward and the optimizer's step read nothing back
+        (``tests/test_guard_backend.py`` proves it on :mod:`deltanet.testing.guard`).
+        """
         start = time.perf_counter()
         good = safety.snapshot(self.model, self.optimizer, self.schedule)
         self.epoch += 1
@@ -481,6 +505,8 @@ class Trainer:
             # the optimizer measures the norm while it updates; a non-finite one is caught just after the update,
             # whose weights and state the divergence handling then replaces by the last good ones
             total = self.optimizer.step(measure_grad_norm=True)
+            if total is not None:
+                total = float(total)     # a device scalar on a GPU: read here, with the loss, not inside the step
             return (total, None) if total is not None and math.isfinite(total) else f"the gradient norm is {total}"
         if self.record_layers:
             sq = [backend.sum_of_squares(p.grad) for p in self.params]
