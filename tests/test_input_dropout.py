@@ -40,3 +40,31 @@ def test_config_round_trip_and_range():
     assert cfg.model.input_dropout == 0.2
     with pytest.raises(ValueError, match="input_dropout"):
         loads_config("[model]\ninput_dropout = 1.5\n")
+
+
+def test_the_first_linear_behind_input_dropout_skips_the_data_gradient_and_training_matches_the_reference():
+    from deltanet import accel
+    from deltanet.accel.plan import data_layer
+    from deltanet.training import Callback, Trainer
+
+    net = dn.mlp([6, 8, 3], dropout=0.0, input_dropout=0.3, rng=0, dtype="float64")
+    assert data_layer(net) is net[1]
+    seen = []
+
+    class Watch(Callback):
+        def on_batch_end(self, trainer, batch, loss):
+            seen.append(trainer.model[1].input_grad)
+
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(40, 6)), rng.integers(0, 3, 40)
+    weights = []
+    for fast in (True, False):
+        accel.set_fast_enabled(fast)
+        try:
+            model = dn.mlp([6, 8, 3], dropout=0.0, input_dropout=0.3, rng=0, dtype="float64")
+            Trainer(model, optimizer="adam", batch_size=8, epochs=2, seed=1, callbacks=[Watch()]).fit(x, y)
+            weights.append(np.concatenate([p.value.ravel() for p in model.parameters()]))
+        finally:
+            accel.set_fast_enabled(None)
+    assert seen[:10] == [False] * 10 and seen[10:] == [True] * 10       # fast path: dL/dx skipped; reference: formed
+    np.testing.assert_allclose(weights[0], weights[1], rtol=1e-10, atol=1e-13)

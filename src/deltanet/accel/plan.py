@@ -32,7 +32,6 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from ..modules.base import Module
-from ..modules.containers import input_layer
 from ..modules.linear import Linear
 from . import folding
 
@@ -61,10 +60,28 @@ def without_input_gradient(model: Module) -> Any:
 
     Training never uses the gradient with respect to the data, and that matrix
     product costs as much as the layer's forward pass. Parameter gradients are
-    unchanged. Other first layers are left alone.
+    unchanged. The data may reach that layer through a dropout first (input
+    dropout: no parameters, so nothing before the layer needs a gradient;
+    ``Sequential.backward`` stops where a layer returns None). Other first
+    layers are left alone.
     """
-    first = input_layer(model)
-    return overriding([first] if isinstance(first, Linear) else [], "input_grad", False)
+    first = data_layer(model)
+    return overriding([first] if first is not None else [], "input_grad", False)
+
+
+def data_layer(model: Module) -> Linear | None:
+    """The ``Linear`` layer the data reaches first, through nothing but dropout, or None."""
+    from ..modules.containers import Sequential
+    from ..modules.dropout import Dropout
+
+    m = model
+    while isinstance(m, Sequential) and len(m):
+        children = m.children()
+        i = 0
+        while i < len(children) - 1 and type(children[i]) is Dropout:
+            i += 1
+        m = children[i]
+    return m if isinstance(m, Linear) else None
 
 
 def input_prechecked(model: Module) -> Any:

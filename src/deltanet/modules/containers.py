@@ -92,6 +92,8 @@ class Sequential(Module):
         if not self._has_shared:
             for _, m in reversed(self._children):
                 grad_out = m.backward(grad_out)
+                if grad_out is None:         # a layer that computes no input gradient: nothing below needs one
+                    return None
             return grad_out
         if self._saved is None:
             raise self._missing_forward()
@@ -99,6 +101,8 @@ class Sequential(Module):
             for s, state in saved or ():
                 s.__dict__.update(state)     # this use's forward state (shared module)
             grad_out = m.backward(grad_out)
+            if grad_out is None:
+                return None
         return grad_out
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
