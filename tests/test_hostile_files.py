@@ -164,3 +164,12 @@ def test_a_gzip_bomb_idx_file_is_refused_without_inflating_it(tmp_path):
     q = tmp_path / "ok.idx.gz"
     q.write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9])))
     assert read_idx(q).tolist() == [7, 8, 9]
+
+
+def test_an_npy_header_that_does_not_tokenize_is_a_clean_error(tmp_path):
+    head = b"{'descr': '<f8', 'fortran_order': False, 'shape': (2,\n"  # an open parenthesis: tokenize.TokenError
+    member = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(head)) + head + bytes(16)
+    p = tmp_path / "t.npz"
+    p.write_bytes(zip_of({"X.npy": member, "y.npy": npy("<i8", (2,), bytes(16))}))
+    _raises(load_npz, p, "member 'X.npy' has an unreadable header")
+    _raises(load_state, p, "is not a deltanet checkpoint or is damaged: member 'X.npy' has an unreadable header")

@@ -239,6 +239,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
                 "seeded": trainer.dropout_seeded},
         "epoch": trainer.epoch,
         "planned_end_epoch": planned,
+        "planned_start_epoch": None if planned is None else trainer.planned_start_epoch,
         "history": trainer.history.to_dict(),
         "callbacks": callbacks,
     }
@@ -275,6 +276,7 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
             named[key].load_state_dict(st)
     planned = state.get("planned_end_epoch")
     trainer.resume_end_epoch = planned
+    trainer.resume_start_epoch = state.get("planned_start_epoch") if planned is not None else None
     trainer.resuming = planned is not None and planned > trainer.epoch
 
 
