@@ -90,10 +90,11 @@ def test_sigint_during_train_stops_at_a_batch_boundary_writes_the_run_and_resume
     else:
         pytest.fail(f"no epoch line: {''.join(lines)}")
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=120)
     err = "".join(lines) + err
     assert proc.returncode == 130, err
     assert "Traceback" not in err
+    assert re.search(r"interrupted[^\n]* at epoch \d+, batch \d+/\d+", out + err), out + err  # after a whole batch
     assert f"deltanet train --resume {cut}" in err  # says how to resume
     for name in ("model.safetensors", "history.json", "checkpoint.npz", "metrics.json", "report.html"):
         assert (cut / name).is_file(), name
