@@ -173,3 +173,9 @@ def test_an_npy_header_that_does_not_tokenize_is_a_clean_error(tmp_path):
     p.write_bytes(zip_of({"X.npy": member, "y.npy": npy("<i8", (2,), bytes(16))}))
     _raises(load_npz, p, "member 'X.npy' has an unreadable header")
     _raises(load_state, p, "is not a deltanet checkpoint or is damaged: member 'X.npy' has an unreadable header")
+
+
+@pytest.mark.parametrize("text", [",float16", "(", "f8,,", "[('a', 'f8')", "1e400f8"])
+def test_a_dtype_string_numpy_cannot_parse_is_a_config_error(text):
+    with pytest.raises(ConfigError, match="dtype"):
+        loads_config(f"[model]\ndtype = {json.dumps(text)}\n", "d.toml")
