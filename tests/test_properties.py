@@ -33,13 +33,19 @@ widths = st.lists(st.integers(1, 6), min_size=0, max_size=3)
 
 
 @FAST
-@given(n_in=st.integers(1, 5), hidden=widths, n_out=st.integers(1, 4), batch=st.integers(2, 5),
+@given(n_in=st.integers(1, 5), hidden=widths, n_out=st.integers(1, 4), batch=st.integers(2, 6),
        activation=st.sampled_from(["tanh", "sigmoid", "gelu", "identity"]), batch_norm=st.booleans(),
        seed=st.integers(0, 2**16))
 def test_random_mlps_pass_gradcheck(n_in, hidden, n_out, batch, activation, batch_norm, seed):
+    # gradients that are exactly 0 in exact arithmetic make a relative error of finite-difference noise: batch
+    # norm over 2 rows gives +-1 whatever the input; a width-1 layer before it cancels its weight; a batch norm
+    # after a linear one (identity activation) cancels the first one's beta
+    assume(not batch_norm or (batch >= 4 and n_in >= 2 and all(h >= 2 for h in hidden) and activation != "identity"))
     net = dn.mlp([n_in, *hidden, n_out], activation, batch_norm=batch_norm, rng=seed, dtype=np.float64)
     x = np.random.default_rng(seed).standard_normal((batch, n_in))
-    result = dn.gradcheck(net, x, training=batch_norm, raise_on_fail=False, max_entries=60, seed=seed)
+    # tol 1e-4, not tests/test_gradcheck.py's 1e-6: random nets have saturated units whose tiny gradients carry
+    # round-off of ~1e-16 / (eps |g|) in the differences; a wrong backward is off by O(1)
+    result = dn.gradcheck(net, x, training=batch_norm, raise_on_fail=False, max_entries=60, seed=seed, tol=1e-4)
     assert result.passed, str(result)
 
 
