@@ -12,8 +12,10 @@ A hang is caught by libFuzzer's ``-timeout``.
 
 from __future__ import annotations
 
+import atexit
 import os
 import resource
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -63,6 +65,7 @@ class FileTarget:
     def __init__(self, read: Callable[[Path], object], suffix: str) -> None:
         base = "/dev/shm" if os.path.isdir("/dev/shm") else None
         self.folder = tempfile.mkdtemp(prefix="deltanet-fuzz-", dir=base)
+        atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
         self.path = Path(self.folder) / f"input{suffix}"
         self.read = read
 
