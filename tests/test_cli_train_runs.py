@@ -114,6 +114,22 @@ def test_diverged_run_exits_3_with_cli_advice(tmp_path, capsys):
     assert "clip_norm" not in out + err and "Traceback" not in err
 
 
+def test_a_diverged_run_writes_the_last_good_weights(tmp_path, capsys):
+    args = ["--data", "spiral", "--n-samples", "200", "--optimizer", "sgd", "--lr", "10", "--out-dir", tmp_path,
+            "--no-report", "--quiet"]
+    code, out, err = run(["train", *args, "--epochs", "3", "--name", "diverged"], capsys)
+    assert code == 3 and "lower --lr (now 10)" in err
+    assert "diverged at epoch 2" in out and "weights from the end of epoch 1" in out
+    run_dir = tmp_path / "diverged"
+    assert json.loads((run_dir / "metrics.json").read_text())["stop_reason"] == "diverged"
+    assert len(json.loads((run_dir / "history.json").read_text())["records"]) == 1
+    # the model file holds the weights of the end of epoch 1: those of the same run stopped there
+    code, _, err = run(["train", *args, "--epochs", "1", "--name", "one"], capsys)
+    assert code == 0, err
+    a, b = weights(run_dir), weights(tmp_path / "one")
+    assert all(np.isfinite(a[k]).all() and np.array_equal(a[k], b[k]) for k in a)
+
+
 def test_sigterm_is_handled_like_ctrl_c(tmp_path, capsys, monkeypatch):
     import os
     import signal

@@ -504,6 +504,8 @@ def loads_config(text: str, source: str = "<string>") -> RunConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not a usable configuration: arrays or tables nested too deeply") from None
     try:
         return RunConfig.from_dict(data)
     except ConfigError as exc:

@@ -258,6 +258,8 @@ class Dtype(Constraint):
             dt = numpy.dtype(value)
         except TypeError:
             raise self._wrong_type(name, value) from None
+        except Exception:  # NumPy parses a string such as ",f2" with ast.literal_eval: SyntaxError, ValueError, ...
+            raise InvalidParameterError(f"{name} must be {self.describe()}, got {value!r} (not a dtype)") from None
         if dt not in (numpy.float32, numpy.float64):
             raise InvalidParameterError(f"{name} must be {self.describe()}, got {value!r} ({dt.name})")
         return dt

@@ -35,6 +35,7 @@ import math
 import os
 import secrets
 import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,6 +145,72 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# -- NumPy .npz archives ------------------------------------------------------
+
+#: What reading a damaged zip archive's members can raise besides ValueError (bad CRC, corrupt deflate stream,
+#: an unsupported compression method or zip version, an encrypted member).
+ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error, NotImplementedError, RuntimeError)
+
+#: Deflate cannot shrink data more than about 1032 to 1: a member declaring more is forged (a "zip bomb").
+MAX_DEFLATE_RATIO = 1100
+
+
+def check_npz_members(path: str | os.PathLike[str], prefix: str = "") -> None:
+    """Refuse an ``.npz`` archive whose members could not be what they claim, before NumPy allocates anything.
+
+    NumPy makes each array at the size its ``.npy`` header declares, then
+    fills it: a small file declaring a shape of 10^15 elements would ask for
+    petabytes. Here every member's header is read first and must describe
+    exactly the bytes the member holds; the zip's uncompressed sizes must be
+    possible for the compressed ones; names must be unique. A problem raises
+    ``ValueError(prefix + "<the problem>")`` (default prefix: ``"<path>: damaged
+    or forged archive: "``); what is not a zip archive at all is
+    refused the same way.
+    """
+    import zipfile
+
+    from numpy.lib import format as npy_format
+
+    def bad(problem: str) -> ValueError:
+        return ValueError(f"{prefix or f'{os.fspath(path)}: damaged or forged archive: '}{problem}")
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, ValueError, *ARCHIVE_ERRORS) as exc:
+        raise bad(f"not a readable zip archive ({type(exc).__name__}: {exc})") from exc
+    with archive:
+        infos = archive.infolist()
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise bad(f"duplicate member names {dup[:5]}")
+        for info in infos:
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_DEFLATE_RATIO * info.compress_size + 4096:
+                raise bad(f"member {info.filename!r} claims {info.file_size} bytes from {info.compress_size} compressed")
+            if not info.filename.endswith(".npy"):
+                continue
+            try:
+                with archive.open(info) as f:
+                    version = npy_format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = npy_format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, _, dtype = npy_format.read_array_header_2_0(f)
+                    else:
+                        continue  # NumPy reports versions it does not know
+                    header = f.tell()
+            except Exception as exc:  # NumPy's header parser on hostile text (TokenError, SyntaxError, ...)
+                raise bad(f"member {info.filename!r} has an unreadable header ({type(exc).__name__}: {exc})") from exc
+            if dtype.hasobject:
+                continue  # refused by numpy.load(allow_pickle=False), with its own message
+            need = math.prod(shape) * dtype.itemsize
+            if need != info.file_size - header:
+                raise bad(f"member {info.filename!r} declares shape {shape} of {dtype} ({need} bytes) but holds "
+                          f"{info.file_size - header} bytes of data")
 
 
 # -- the safetensors container --------------------------------------------

@@ -14,7 +14,6 @@ name).
 
 from __future__ import annotations
 
-import gzip
 import math
 import os
 import zlib
@@ -40,10 +39,40 @@ def _read_bytes(path: Path) -> bytes:
         raw = f.read()
     if raw[:2] != _GZIP_MAGIC:
         return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise ValueError(f"{path}: corrupt or truncated gzip data ({exc}); download the file again") from exc
+    return _gunzip(path, raw)
+
+
+def _gunzip(path: Path, raw: bytes) -> bytes:
+    """Decompress gzip data no further than the IDX header says it holds (plus one byte, to see trailing data).
+
+    A small file that inflates to gigabytes (a "gzip bomb") is refused after
+    reading its header, instead of being inflated whole into memory first.
+    """
+    inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    fed = [False]
+
+    def more(want: int, have: bytes) -> bytes:
+        data = inflate.unconsumed_tail if fed[0] else raw
+        fed[0] = True
+        try:
+            out = have + inflate.decompress(data, want - len(have))
+        except zlib.error as exc:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({exc}); download the file again") from exc
+        if len(out) < want and not inflate.eof and not inflate.unconsumed_tail:
+            raise ValueError(f"{path}: corrupt or truncated gzip data (the stream ends early); download the file again")
+        return out
+
+    out = more(4, b"")
+    if len(out) < 4 or out[0] != 0 or out[1] != 0 or out[2] not in IDX_DTYPES or out[3] < 1:
+        return out  # read_idx names what is wrong
+    out = more(4 + 4 * out[3], out)
+    if len(out) < 4 + 4 * out[3]:
+        return out
+    shape = numpy.frombuffer(out, dtype=">u4", count=out[3], offset=4)
+    total = 4 + 4 * out[3] + math.prod(int(d) for d in shape) * IDX_DTYPES[out[2]].itemsize
+    if total > len(raw) * 1100 + 4096:  # beyond what deflate can do: a forged header; read_idx reports the shortfall
+        return out
+    return more(total + 1, out)
 
 
 def read_idx(path: str | os.PathLike[str]) -> numpy.ndarray:

@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 import numpy
 
+from ..io import ARCHIVE_ERRORS, check_npz_members
+
 
 class Table(NamedTuple):
     """Features, targets and their names, as read from a file."""
@@ -239,9 +241,12 @@ def load_npz(path: str | os.PathLike[str], *, x_key: str = "X", y_key: str = "y"
     # a zip archive starts "PK\x03\x04" (or "PK\x05\x06" when empty), a single .npy array "\x93NUMPY"
     if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06", b"\x93NUMPY")):
         raise ValueError(not_npz)
+    if magic.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{path}: expected an .npz archive holding arrays {x_key!r} and {y_key!r}, got a single array")
+    check_npz_members(path, f"{path} is not a valid .npz file (NumPy zip archive); not a readable .npz archive: ")
     try:
         archive = numpy.load(path, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, ValueError, *ARCHIVE_ERRORS) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         reason = "" if "pickle" in str(exc) else f": {exc}"
@@ -298,3 +303,5 @@ def _npz_array(path: Path, archive: Any, name: str) -> numpy.ndarray:
     except ValueError as exc:  # object arrays need pickle, which is refused
         raise ValueError(f"{path}: array {name!r} cannot be read without unpickling ({exc}); "
                          "store plain numeric or string arrays") from exc
+    except (zipfile.BadZipFile, *ARCHIVE_ERRORS) as exc:
+        raise ValueError(f"{path}: array {name!r} is damaged ({type(exc).__name__}: {exc})") from exc

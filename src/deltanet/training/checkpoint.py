@@ -29,16 +29,16 @@ stopping included). ``fit(epochs=k)`` instead runs ``k`` more epochs.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import zipfile
-import zlib
 from typing import TYPE_CHECKING, Any
 
 import numpy
 
 from .. import backend
-from ..io import atomic_write
+from ..io import ARCHIVE_ERRORS, atomic_write, check_npz_members
 from ..losses import LOSSES
 from ..modules.base import Module, build
 from ..optim import LBFGS, OPTIMIZERS, Optimizer
@@ -118,11 +118,15 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     name = os.fspath(path)
     if os.path.isdir(name):
         raise IsADirectoryError(f"{name!r} is a directory, not a deltanet checkpoint file")
+    with open(name, "rb") as f:
+        if f.read(6) == b"\x93NUMPY":
+            raise ValueError(f"{name!r} is not a deltanet checkpoint or is damaged: a single .npy array, not an .npz archive")
+    check_npz_members(name, f"{name!r} is not a deltanet checkpoint or is damaged: ")
     try:
         data = numpy.load(name, allow_pickle=False)
     except FileNotFoundError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+    except (ValueError, zipfile.BadZipFile, *ARCHIVE_ERRORS) as exc:
         raise ValueError(f"{name!r} is not a deltanet checkpoint or is damaged: {exc}") from exc
     if not hasattr(data, "files"):
         raise ValueError(f"{name!r} is not a deltanet checkpoint or is damaged: a single .npy array, not an .npz archive")
@@ -144,8 +148,10 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
             if str(exc).startswith(repr(name)):
                 raise
             raise ValueError(f"{name!r} is not a deltanet checkpoint or is damaged: {exc}") from exc
-        except (OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile, zlib.error) as exc:
-            raise ValueError(f"{name!r} is not a deltanet checkpoint or is damaged: {exc}") from exc
+        except RecursionError as exc:
+            raise ValueError(f"{name!r} is not a deltanet checkpoint or is damaged: its state is nested too deeply") from exc
+        except (KeyError, TypeError, zipfile.BadZipFile, *ARCHIVE_ERRORS) as exc:
+            raise ValueError(f"{name!r} is not a deltanet checkpoint or is damaged: {type(exc).__name__}: {exc}") from exc
 
 
 def rng_state(gen: numpy.random.Generator) -> dict[str, Any]:
@@ -233,6 +239,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
                 "seeded": trainer.dropout_seeded},
         "epoch": trainer.epoch,
         "planned_end_epoch": planned,
+        "planned_start_epoch": None if planned is None else trainer.planned_start_epoch,
         "history": trainer.history.to_dict(),
         "callbacks": callbacks,
     }
@@ -269,6 +276,7 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
             named[key].load_state_dict(st)
     planned = state.get("planned_end_epoch")
     trainer.resume_end_epoch = planned
+    trainer.resume_start_epoch = state.get("planned_start_epoch") if planned is not None else None
     trainer.resuming = planned is not None and planned > trainer.epoch
 
 
@@ -280,29 +288,65 @@ def load_trainer(cls: type[Trainer], path: str | os.PathLike[str], model: Module
     (:meth:`Trainer.load_checkpoint <deltanet.training.Trainer.load_checkpoint>`).
     """
     state = load_state(path)
-    if model is None:
-        if state.get("model_config") is None:
-            raise ValueError(f"{os.fspath(path)!r}: the model has no config to rebuild it from; pass model=")
-        model = build(state["model_config"])
-    kwargs = dict(state["trainer"])
-    kwargs.update(overrides)
-    if "optimizer" not in overrides:
-        opt_state = state["optimizer"]
-        by_class: dict[str, Any] = {c.__name__: c for c in OPTIMIZERS.values()}
-        by_class["LBFGS"] = LBFGS
-        opt_cls = by_class.get(opt_state["type"])
-        if opt_cls is None:
-            raise ValueError(f"unknown optimizer {opt_state['type']!r} in the checkpoint; pass optimizer=")
-        hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in opt_state["hyperparameters"].items()}
-        kwargs["optimizer"] = opt_cls(model.parameters(), **hyper)
-    if isinstance(kwargs.get("loss"), str) and kwargs["loss"] not in LOSSES:
-        by_class = {c.__name__: c for c in LOSSES.values()}
-        if kwargs["loss"] not in by_class:
-            raise ValueError(f"unknown loss {kwargs['loss']!r} in the checkpoint; pass loss=")
-        kwargs["loss"] = by_class[kwargs["loss"]]()
+    name = os.fspath(path)
+    try:
+        if not isinstance(state, dict) or not isinstance(state.get("trainer"), dict):
+            raise ValueError("no trainer settings in its state")
+        unknown = sorted(set(state["trainer"]) - set(inspect.signature(cls.__init__).parameters))
+        if unknown:
+            raise ValueError(f"unknown trainer settings {unknown[:5]}")
+        if model is None:
+            model = _model_from_state(state)
+        kwargs = dict(state["trainer"])
+        kwargs.update(overrides)
+        if "optimizer" not in overrides:
+            opt_state = state["optimizer"]
+            by_class: dict[str, Any] = {c.__name__: c for c in OPTIMIZERS.values()}
+            by_class["LBFGS"] = LBFGS
+            opt_cls = by_class.get(opt_state["type"])
+            if opt_cls is None:
+                raise ValueError(f"unknown optimizer {opt_state['type']!r} in the checkpoint; pass optimizer=")
+            hyper = {k: tuple(v) if isinstance(v, list) else v for k, v in opt_state["hyperparameters"].items()}
+            kwargs["optimizer"] = opt_cls(model.parameters(), **hyper)
+        if isinstance(kwargs.get("loss"), str) and kwargs["loss"] not in LOSSES:
+            by_class = {c.__name__: c for c in LOSSES.values()}
+            if kwargs["loss"] not in by_class:
+                raise ValueError(f"unknown loss {kwargs['loss']!r} in the checkpoint; pass loss=")
+            kwargs["loss"] = by_class[kwargs["loss"]]()
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        raise _damaged(name, exc) from exc
     trainer = cls(model, **kwargs)
-    trainer.load_state_dict(state)
+    try:
+        trainer.load_state_dict(state)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, OverflowError) as exc:
+        raise _damaged(name, exc) from exc
     return trainer
+
+
+def _damaged(name: str, exc: BaseException) -> ValueError:
+    """A one-line error naming the checkpoint file and what in its state cannot be used."""
+    reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+    if reason.startswith(repr(name)):
+        return ValueError(reason)
+    return ValueError(f"{name!r}: cannot resume from this checkpoint (damaged, or written for another model): {reason}")
+
+
+def _model_from_state(state: dict[str, Any]) -> Module:
+    """The model a checkpoint describes, refused before building when its arrays are too few for it."""
+    from ..io import _lower_bound_elements
+
+    config = state.get("model_config")
+    if config is None:
+        raise ValueError("the model has no config to rebuild it from; pass model=")
+    arrays = state.get("model")
+    held = sum(int(numpy.size(a)) for a in arrays.values()) if isinstance(arrays, dict) else 0
+    need = _lower_bound_elements(config)
+    if need > held:
+        raise ValueError(f"the model description needs at least {need} weights but the checkpoint holds {held}")
+    try:
+        return build(config)
+    except (MemoryError, RecursionError) as exc:
+        raise ValueError(f"the model description is too large to build ({type(exc).__name__})") from exc
 
 
 def rebuild_schedule(state: dict[str, Any], optimizer: Optimizer) -> Schedule:

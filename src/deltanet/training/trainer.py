@@ -250,6 +250,9 @@ class Trainer:
         self.planned_end_epoch: int | None = None
         #: After loading a checkpoint saved mid-run: the epoch that run planned to end at (the next ``fit``'s end).
         self.resume_end_epoch: int | None = None
+        #: The epoch the plan of the current (or resumed) run started from: its epoch limit counts from there.
+        self.planned_start_epoch: int | None = None
+        self.resume_start_epoch: int | None = None
         self.signals = safety.SignalGuard()
         #: The shuffling generator, and the seeds of the validation split and of the model's dropout generators.
         self.rng, self.split_seed, self.dropout_seed = builders.seed_streams(self.seed)
@@ -339,7 +342,10 @@ class Trainer:
                                       split_seed=self.split_seed)
         self._monitor_X = train.X[:MONITOR_ROWS]     # the fixed rows on which dead/saturated units are measured
         self.n_batches = builders.batch_count(len(train), self.batch_size, self.batch_norm)
+        resumed_plan = epochs is None and self.resume_end_epoch is not None and self.resume_end_epoch > self.epoch
+        resume_start, self.resume_start_epoch = self.resume_start_epoch, None
         n_epochs = ckpt.epochs_for_call(self, epochs)
+        self.planned_start_epoch = resume_start if resumed_plan and resume_start is not None else self.epoch
         self.has_validation = val is not None
         if self.schedule_spec is not None:
             self.schedule = builders.build_named_schedule(self.schedule_spec, self.optimizer, n_epochs, self.n_batches)
@@ -369,7 +375,7 @@ class Trainer:
                     fit_full_batch(self, train, val, callbacks, n_epochs)
             else:
                 self._fit_batches(train, val, callbacks)
-            finish_fit(self, callbacks, n_epochs)
+            finish_fit(self, callbacks, self.final_epoch - self.planned_start_epoch)
         except BaseException as exc:
             if self.distributed is not None:      # the other ranks would wait in the next all-reduce for ever
                 self.distributed.abort(exc)
