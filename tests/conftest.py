@@ -68,3 +68,15 @@ def checkpoint_roundtrip(state: dict) -> dict:
         path = Path(folder) / "state.npz"
         save_state(path, state)
         return load_state(path)
+
+
+@pytest.fixture
+def quiet_convergence():
+    """scikit-learn's ConvergenceWarning silenced (short fits in the estimator tests stop at max_iter on purpose)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield

@@ -15,12 +15,7 @@ from sklearn.neural_network import MLPRegressor as SkRegressor
 
 from deltanet.sklearn import MLPClassifier, MLPRegressor
 
-
-@pytest.fixture(autouse=True)
-def _quiet_convergence():
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+pytestmark = pytest.mark.usefixtures("quiet_convergence")
 
 
 def _targets(task, rng, n):
