@@ -40,6 +40,23 @@ def keep_threshold(rate: float) -> int:
     return round(float(rate) * (1 << 24))
 
 
+_COUNTERS: dict[tuple[Any, int], Any] = {}
+
+
+def _counters(n: int) -> Any:
+    """``(i + 1) gamma`` for i < n (mod 2^64), made once per size and namespace: every batch of a layer reuses it."""
+    xp = backend.xp
+    key = (xp, n)
+    c = _COUNTERS.get(key)
+    if c is None:
+        if len(_COUNTERS) >= 16:                                   # a handful of layer sizes in use at a time
+            _COUNTERS.clear()
+        c = _COUNTERS[key] = xp.arange(1, n + 1, dtype=xp.uint64) * xp.uint64(GAMMA)
+        if isinstance(c, numpy.ndarray):
+            c.flags.writeable = False                              # shared: keep_mask only reads it
+    return c
+
+
 def keep_mask(key: int, shape: tuple[int, ...], rate: float) -> Any:
     """The dropout mask (True: kept) of ``key`` for an array of ``shape``: the module docstring's formula, in NumPy."""
     xp = backend.xp
@@ -47,7 +64,7 @@ def keep_mask(key: int, shape: tuple[int, ...], rate: float) -> Any:
     for d in shape:
         n *= int(d)
     u64 = xp.uint64
-    z = xp.arange(1, n + 1, dtype=u64) * u64(GAMMA) + u64(key)     # key + (i + 1) gamma, wrapping mod 2^64
+    z = _counters(n) + u64(key)                                    # key + (i + 1) gamma, wrapping mod 2^64
     z ^= z >> u64(30)
     z *= u64(MIX1)
     z ^= z >> u64(27)

@@ -440,7 +440,7 @@ class Trainer:
             if isinstance(step, str):
                 return safety.diverged(self, step, good)
             loss, out, norm, sq = step
-            stats.add(b * bs, loss, float(wb.sum()) if weighted else len(idx), out, yb, norm, sq)
+            stats.add(b * bs, loss, self.batch_weight, out, yb, norm, sq)
             callbacks.on_batch_end(self, self.batch, loss)
             if self.signals.requested and not self.stop_training:
                 self.request_stop("interrupted", self.signals.message(epoch, self.batch, self.n_batches))
