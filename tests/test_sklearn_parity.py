@@ -51,15 +51,20 @@ def _pair(task, **extra):
     return X, y, sk, dn
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_one_sgd_step_equals_scikit_learns(task):
-    X, y, sk, dn = _pair(task)
-    assert [c.shape for c in dn.coefs_] == [c.shape for c in sk.coefs_]
+def step_from_the_same_weights(sk, dn, X, y):
+    """Copy scikit-learn's weights into ``dn``, take one partial_fit step with each; the weights must agree."""
     copy_weights(sk, dn)
     sk.partial_fit(X, y)
     dn.partial_fit(X, y)
     for a, b in zip(sk.coefs_ + sk.intercepts_, dn.coefs_ + dn.intercepts_, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_one_sgd_step_equals_scikit_learns(task):
+    X, y, sk, dn = _pair(task)
+    assert [c.shape for c in dn.coefs_] == [c.shape for c in sk.coefs_]
+    step_from_the_same_weights(sk, dn, X, y)
     # the loss of the step, L2 term alpha / (2 n) sum ||W||^2 included, is scikit-learn's loss_curve_ entry
     assert dn.loss_curve_[-1] == pytest.approx(sk.loss_curve_[-1], rel=1e-12)
     assert dn.out_activation_ == sk.out_activation_
@@ -171,11 +176,7 @@ def test_poisson_sgd_step_equals_scikit_learns_and_refuses_negative_targets():
               random_state=0, shuffle=False, loss="poisson")
     sk = SkRegressor(max_iter=1, **kw).fit(X, y)
     dn = MLPRegressor(max_iter=1, dtype="float64", **kw).fit(X, y)
-    copy_weights(sk, dn)
-    sk.partial_fit(X, y)
-    dn.partial_fit(X, y)
-    for a, b in zip(sk.coefs_ + sk.intercepts_, dn.coefs_ + dn.intercepts_, strict=True):
-        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+    step_from_the_same_weights(sk, dn, X, y)
     assert dn.loss_curve_[-1] == pytest.approx(sk.loss_curve_[-1], rel=1e-12)
     np.testing.assert_allclose(dn.predict(X), sk.predict(X), rtol=1e-12)
     with pytest.raises(ValueError, match="negative"):
