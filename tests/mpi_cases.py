@@ -180,7 +180,7 @@ def _crash() -> None:
     trainer.fit(X, y)
 
 
-def _diverge() -> None:
+def _diverge(out: Path) -> None:
     from mpi4py import MPI
 
     class Poison(dn.Callback):
@@ -192,8 +192,9 @@ def _diverge() -> None:
     trainer = dn.Trainer(dn.mlp([6, 16, 3], rng=1, dtype=np.float64), batch_size=64, epochs=5, seed=0,
                          distributed="mpi", callbacks=[Poison()])
     history = trainer.fit(X, y)
-    print(f"rank {MPI.COMM_WORLD.rank}: {history.stop_reason} after {len(history)} epochs: {history.stop_message}",
-          flush=True)
+    rank = MPI.COMM_WORLD.rank        # a file per rank: lines of two ranks forwarded by mpiexec can interleave
+    (out / f"rank{rank}.txt").write_text(f"rank {rank}: {history.stop_reason} after {len(history)} epochs: "
+                                         f"{history.stop_message}\n")
 
 
 def _mismatch() -> None:
@@ -213,7 +214,7 @@ if __name__ == "__main__":
     elif mode == "crash":
         _crash()
     elif mode == "diverge":
-        _diverge()
+        _diverge(Path(sys.argv[2]))
     elif mode == "mismatch":
         _mismatch()
     else:
