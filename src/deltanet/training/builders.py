@@ -1,4 +1,5 @@
-"""What a trainer is built from: its optimizer and schedule from names or instances, and its batch count.
+"""What a trainer is built from: its optimizer and schedule from names or instances, its batch count, and
+what each ``fit`` call prepares before the first batch (:func:`begin_fit`).
 
 **Batch normalization.** The batch statistics of a single row are
 undefined (its variance is 0), so when the model contains a
@@ -145,5 +146,40 @@ def seed_dropout(model: Any, seed: numpy.random.SeedSequence | None) -> None:
         for gen, child in zip(gens, seed.spawn(len(gens)), strict=True):
             gen.bit_generator.state = type(gen.bit_generator)(child).state
 
-__all__ = ["batch_count", "build_named_schedule", "check_batch_norm_batch", "check_schedule_spec", "make_optimizer",
+
+def begin_fit(trainer: Any, X: Any, y: Any, validation_data: Any, validation_fraction: float, sample_weight: Any,
+              epochs: int | None) -> tuple[Any, Any, int]:
+    """What a ``fit`` call prepares before its first batch; returns ``(train, val or None, epochs to run)``.
+
+    The data validated and converted once (:func:`~deltanet.training.data.prepare_fit_data`), the batch count,
+    the run's epochs (:class:`~deltanet.training.checkpoint.RunPlan`), a named schedule built now that the
+    epoch and batch counts are known, the dropout generators seeded (first ``fit`` only), the ranks agreed
+    (data parallelism), and the stop state reset.
+    """
+    from .data import prepare_fit_data
+    from .metrics import MONITOR_ROWS
+
+    t = trainer
+    train, val = prepare_fit_data(t.model, X, y, t.task, validation_data=validation_data,
+                                  validation_fraction=validation_fraction, sample_weight=sample_weight,
+                                  split_seed=t.split_seed)
+    t.monitor_X = train.X[:MONITOR_ROWS]     # the fixed rows on which dead/saturated units are measured
+    t.n_batches = batch_count(len(train), t.batch_size, t.batch_norm)
+    n_epochs = t.run_plan.begin(t.epoch, epochs, t.epochs)
+    t.final_epoch, t.has_validation = t.run_plan.end, val is not None
+    if t.schedule_spec is not None:
+        t.schedule = build_named_schedule(t.schedule_spec, t.optimizer, n_epochs, t.n_batches)
+        t.schedule_spec = None
+    if not t.dropout_seeded:
+        seed_dropout(t.model, t.dropout_seed if t.seed is not None else None)
+        t.dropout_seeded = True
+    if t.distributed is not None:
+        t.distributed.begin_fit(t, len(train))
+    t.stop_training, t.stop_reason, t.stop_message = False, None, None
+    t.signals.reset()
+    t.history.loss_includes_l2, t.history.task = t.l2_in_loss > 0, t.task
+    return train, val, n_epochs
+
+
+__all__ = ["begin_fit", "batch_count", "build_named_schedule", "check_batch_norm_batch", "check_schedule_spec", "make_optimizer",
            "make_schedule", "schedule_or_spec", "seed_dropout", "seed_streams"]

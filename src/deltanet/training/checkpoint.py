@@ -178,18 +178,49 @@ def stateful_callbacks(trainer: Trainer) -> dict[str, Any]:
     return named
 
 
-def epochs_for_call(trainer: Trainer, epochs: int | None) -> int:
-    """The epochs one ``fit`` call runs: ``epochs`` when given; after resuming a checkpoint saved mid-run, the
-    epochs left of that run's plan; else the trainer's ``epochs``. Consumes the resumed plan either way."""
-    if epochs is not None:
-        if isinstance(epochs, bool) or not isinstance(epochs, (int, numpy.integer)) or epochs < 0:
-            raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-        trainer.resume_end_epoch = None
-        return int(epochs)
-    resume_end, trainer.resume_end_epoch = trainer.resume_end_epoch, None
-    if resume_end is not None and resume_end > trainer.epoch:
-        return resume_end - trainer.epoch
-    return trainer.epochs
+class RunPlan:
+    """The epochs a run covers, across ``fit`` calls and a checkpoint-and-resume.
+
+    A ``fit`` plans epochs ``start + 1 .. end``. A checkpoint written during it
+    records ``start`` and ``end`` (as ``planned_start_epoch`` and
+    ``planned_end_epoch``); after loading it, the next ``fit`` without
+    ``epochs=`` runs the epochs left, ``end - epoch``, and its epoch limit still
+    counts from ``start`` (the stop message names the whole run's epochs).
+
+    Attributes
+    ----------
+    start, end : int or None
+        The current (or last) ``fit``'s plan; ``end`` is None outside ``fit``.
+    resume_start, resume_end : int or None
+        The plan of a loaded checkpoint, consumed by the next ``fit``.
+    """
+
+    def __init__(self) -> None:
+        self.start: int | None = None
+        self.end: int | None = None
+        self.resume_start: int | None = None
+        self.resume_end: int | None = None
+
+    def begin(self, epoch: int, epochs: int | None, default: int) -> int:
+        """Plan a ``fit`` that starts after ``epoch``; return its epoch count: ``epochs`` when given, else the
+        epochs left of a resumed plan, else ``default``. Consumes the resumed plan either way."""
+        resume_start, resume_end = self.resume_start, self.resume_end
+        self.resume_start = self.resume_end = None
+        resumed = epochs is None and resume_end is not None and resume_end > epoch
+        if epochs is not None:
+            if isinstance(epochs, bool) or not isinstance(epochs, (int, numpy.integer)) or epochs < 0:
+                raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+            n = int(epochs)
+        else:
+            n = resume_end - epoch if resumed else default
+        self.start = resume_start if resumed and resume_start is not None else epoch
+        self.end = epoch + n
+        return n
+
+    def restore(self, end: int | None, start: int | None) -> None:
+        """The plan recorded by a checkpoint (``end`` None: it was written outside a run, or after its end)."""
+        self.resume_end = end
+        self.resume_start = start if end is not None else None
 
 
 def trainer_config(trainer: Trainer) -> dict[str, Any]:
@@ -216,7 +247,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
     """
     xp = backend.xp
     finished = trainer.stop_reason not in (None, "interrupted")
-    planned = trainer.planned_end_epoch if trainer.in_fit and not finished else None
+    planned = trainer.run_plan.end if trainer.in_fit and not finished else None
     try:
         model_config = trainer.model.config()
         json.dumps(model_config)
@@ -239,7 +270,7 @@ def trainer_state(trainer: Trainer) -> dict[str, Any]:
                 "seeded": trainer.dropout_seeded},
         "epoch": trainer.epoch,
         "planned_end_epoch": planned,
-        "planned_start_epoch": None if planned is None else trainer.planned_start_epoch,
+        "planned_start_epoch": None if planned is None else trainer.run_plan.start,
         "history": trainer.history.to_dict(),
         "callbacks": callbacks,
     }
@@ -275,8 +306,7 @@ def load_trainer_state(trainer: Trainer, state: dict[str, Any]) -> None:
         if key in named:
             named[key].load_state_dict(st)
     planned = state.get("planned_end_epoch")
-    trainer.resume_end_epoch = planned
-    trainer.resume_start_epoch = state.get("planned_start_epoch") if planned is not None else None
+    trainer.run_plan.restore(planned, state.get("planned_start_epoch"))
     trainer.resuming = planned is not None and planned > trainer.epoch
 
 
@@ -359,3 +389,44 @@ def rebuild_schedule(state: dict[str, Any], optimizer: Optimizer) -> Schedule:
     if cls is schedules_module.LinearWarmup:
         return cls(rebuild_schedule(state["schedule"], optimizer), **hyper)
     return cls(optimizer, **hyper)
+
+
+class CheckpointMethods:
+    """The trainer's checkpoint methods: its state out to a file and back (mixed into
+    :class:`~deltanet.training.Trainer`; the state itself is :func:`trainer_state`)."""
+
+    def config(self: Trainer) -> dict[str, Any]:
+        """The constructor arguments that rebuild this trainer (JSON-ready; the optimizer is in the state)."""
+        return trainer_config(self)
+
+    def state_dict(self: Trainer) -> dict[str, Any]:
+        """The full training state: everything a resumed run needs to continue bit for bit.
+
+        Weights and buffers, optimizer state, schedule state, generator states
+        (shuffle and dropout), epoch, history, callback states and the trainer's
+        configuration. Arrays are copies. See :func:`trainer_state`.
+        """
+        return trainer_state(self)
+
+    def load_state_dict(self: Trainer, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (from this trainer or a checkpoint of the same model)."""
+        load_trainer_state(self, state)
+
+    def save_checkpoint(self: Trainer, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`state_dict` to ``path`` (``.npz`` + JSON, no pickle; atomic)."""
+        save_state(path, self.state_dict())
+
+    def resume(self: Trainer, path: str | os.PathLike[str]) -> Trainer:
+        """Load a checkpoint into this trainer (same model architecture); ``fit`` then continues the run."""
+        self.load_state_dict(load_state(path))
+        return self
+
+    @classmethod
+    def load_checkpoint(cls, path: str | os.PathLike[str], model: Module | None = None, **overrides: Any) -> Trainer:
+        """Rebuild a trainer (and, unless given, its model) from a checkpoint file.
+
+        ``overrides`` replace constructor arguments: pass ``callbacks=...``,
+        ``progress=True``, or ``loss=`` / ``schedule=`` objects that the file
+        cannot describe (user-defined classes).
+        """
+        return load_trainer(cls, path, model, overrides)

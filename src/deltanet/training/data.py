@@ -6,6 +6,7 @@ adds no pass over the data to the training loop.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,3 +210,24 @@ def batch_gatherer(X: Any, batch_size: int) -> Any:
         return take(idx, axis=0, out=buf[:len(idx)], mode="clip")    # idx is a permutation slice: always in range
 
     return gather
+
+
+def epoch_batches(data: PreparedData, perm: Any, batch_size: int, n_batches: int,
+                  shard: Any = None) -> Iterator[tuple[Any, Any, Any, float]]:
+    """One epoch's batches ``(X_B, y_B, w_B, weight)`` in the order ``perm``.
+
+    Batch ``b`` holds the rows ``perm[b B : (b + 1) B]``, the last one all the
+    rows left (``n_batches`` from :func:`~deltanet.training.builders.batch_count`:
+    it may hold up to ``B + 1`` rows). ``shard(idx, sample_weight)`` keeps this
+    process's rows of each batch (data-parallel training). ``w_B`` is None
+    without sample weights; ``weight`` is the batch's sum of sample weights, or
+    its row count. ``X_B`` lives in one reused buffer (:func:`batch_gatherer`).
+    """
+    n, last, w = len(data), n_batches - 1, data.sample_weight
+    gather = batch_gatherer(data.X, max(batch_size, n - last * batch_size))
+    for b in range(n_batches):
+        idx = perm[b * batch_size:(b + 1) * batch_size if b < last else n]
+        if shard is not None:
+            idx = shard(idx, w)
+        wb = None if w is None else w[idx]
+        yield gather(idx), data.y[idx], wb, float(len(idx)) if wb is None else float(wb.sum())

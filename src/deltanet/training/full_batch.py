@@ -43,8 +43,7 @@ def fit_full_batch(trainer: Any, train: Any, val: Any, callbacks: Any, n_epochs:
             record["val_loss"], record["val_accuracy"] = metrics["loss"], metrics.get("accuracy")
         trainer.history.append(record)
         callbacks.on_epoch_end(trainer, trainer.epoch, record)
-        if trainer.signals.requested and not trainer.stop_training:
-            trainer.request_stop("interrupted", trainer.signals.message(trainer.epoch, 1, 1))
+        trainer.signals.stop_if_requested(trainer)
         last[0] = time.perf_counter()
         if trainer.stop_training:
             raise StopIteration

@@ -168,3 +168,32 @@ def probabilities(z: Any, task: str) -> Any:
     if task == "multilabel":
         return sigmoid(z, out=z)
     raise ValueError(f"predict_proba needs a classification or multilabel task, this trainer's task is {task!r}")
+
+
+class EvaluationMethods:
+    """The trainer's evaluation methods (mixed into :class:`~deltanet.training.Trainer`): its model in eval mode
+    on new data, ``eval_batch_size`` rows at a time."""
+
+    model: Module
+    loss: Loss
+    task: str
+    eval_batch_size: int
+
+    def evaluate(self, X: Any, y: Any, sample_weight: Any = None) -> dict[str, float]:
+        """Mean loss (eval mode, no L2 term) and, for classification / multilabel, accuracy on ``(X, y)``."""
+        from .data import prepare_data
+
+        data = prepare_data(self.model, X, y, self.task, sample_weight)      # tests X for NaN/inf once
+        return evaluate_prepared(self.model, self.loss, self.task, data, self.eval_batch_size)
+
+    def predict(self, X: Any, batch_size: int | None = None) -> Any:
+        """The model's outputs (logits for the fused losses) in eval mode, computed ``batch_size`` rows at a time."""
+        from ..constraints import check
+        from ..inference import predict
+
+        size = self.eval_batch_size if batch_size is None else check("eval_batch_size", batch_size, "batch_size")
+        return predict(self.model, X, size)
+
+    def predict_proba(self, X: Any, batch_size: int | None = None) -> Any:
+        """Class probabilities: softmax of the logits (classification) or sigmoid per label (multilabel)."""
+        return probabilities(self.predict(X, batch_size), self.task)

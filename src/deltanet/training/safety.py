@@ -22,6 +22,8 @@ from __future__ import annotations
 import signal
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from .. import backend
@@ -78,10 +80,36 @@ class SignalGuard:
             signal.signal(sig, handler)
         self._previous = {}
 
+    def stop_if_requested(self, trainer: Any) -> None:
+        """After a batch: turn a pending request into ``trainer``'s stop (reason ``"interrupted"``)."""
+        if self.requested and not trainer.stop_training:
+            trainer.request_stop("interrupted", self.message(trainer.epoch, trainer.batch, trainer.n_batches))
+
     def message(self, epoch: int, batch: int, n_batches: int) -> str:
         how = {"SIGTERM": " (SIGTERM)", "SIGINT": " (Ctrl-C)"}.get(self.signal_name or "", "")
         return (f"interrupted{how} at epoch {epoch}, batch {batch}/{n_batches}; "
                 "the model keeps the weights after that batch")
+
+
+@contextmanager
+def running(trainer: Any) -> Iterator[None]:
+    """The block a ``fit`` runs in: ``trainer.in_fit`` set, the signal handlers installed (``handle_interrupt``,
+    one process), and on the way out, whatever happens, the handlers put back and the run's plan closed. An
+    exception that escapes under data parallelism ends every rank (``distributed.abort``): the other ranks would
+    wait in the next all-reduce for ever."""
+    trainer.in_fit = True
+    if trainer.handle_interrupt and trainer.distributed is None:
+        trainer.signals.install()
+    try:
+        yield
+    except BaseException as exc:
+        if trainer.distributed is not None:
+            trainer.distributed.abort(exc)
+        raise
+    finally:
+        trainer.in_fit = False
+        trainer.run_plan.end = trainer.fast_path = None
+        trainer.signals.restore()
 
 
 def snapshot(model: Any, optimizer: Any, schedule: Any) -> dict[str, Any]:
@@ -120,4 +148,4 @@ def diverged(trainer: Any, what: str, good: dict[str, Any]) -> None:
         warnings.warn(trainer.stop_message, RuntimeWarning, stacklevel=5)
 
 
-__all__ = ["SignalGuard", "diverged", "divergence_message", "restore", "snapshot"]
+__all__ = ["SignalGuard", "diverged", "divergence_message", "restore", "running", "snapshot"]
