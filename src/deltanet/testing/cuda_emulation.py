@@ -167,6 +167,8 @@ class Emulated:
 
     def __call__(self, *args: Any, axis: int | None = None) -> Any:
         k = self.kernel
+        kind = next((type(a) for a in args if isinstance(a, numpy.ndarray)), numpy.ndarray)
+        args = tuple(a.view(numpy.ndarray) if isinstance(a, numpy.ndarray) else a for a in args)  # plain views
         ins = _params(k.in_params)
         outs = _params(k.out_params)
         t_dtype = self._dtype_of_t(ins + outs, args)
@@ -187,7 +189,7 @@ class Emulated:
             out = numpy.empty(shape[1], dtype_of(outs[0][0]))
             fn(ctypes.c_longlong(shape[0]), ctypes.c_longlong(shape[1]),
                *(a.ctypes.data_as(ctypes.c_void_p) for a in keep), out.ctypes.data_as(ctypes.c_void_p))
-            return out
+            return out.view(kind)                                   # the array type of the arguments
         if len(args) != len(ins) + len(outs):
             raise ValueError(f"{k.name}: pass the outputs too (the emulation allocates none)")
         shape = numpy.broadcast_shapes(*(numpy.shape(a) for a in args))

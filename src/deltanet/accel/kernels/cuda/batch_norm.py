@@ -60,7 +60,7 @@ def forward(x: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, Any, Any, A
     ``y`` has ``x``'s memory order; ``mean``, ``inv_std`` and the biased ``var`` are vectors of ``x``'s dtype
     (the results of :func:`deltanet.accel.kernels.batch_norm.forward`).
     """
-    xp = backend.get_array_module(x)
+    xp = backend.xp
     t, (n, f) = x.dtype, x.shape
     mu64 = SUM(x, axis=0) / n
     q = SQUARES(x, mu64, axis=0)
@@ -73,7 +73,7 @@ def forward(x: Any, gamma: Any, beta: Any, eps: float) -> tuple[Any, Any, Any, A
 
 def backward(grad: Any, x: Any, gamma: Any, mean: Any, inv_std: Any) -> tuple[Any, Any, Any]:
     """``(dx, dbeta, dgamma)`` for ``grad`` = dL/dy of the forward of ``x`` with these statistics."""
-    xp = backend.get_array_module(x)
+    xp = backend.xp
     t = x.dtype
     sum_g = SUM(grad, axis=0).astype(t)
     sum_g_xhat = SUM_G_XHAT(grad, x, mean, inv_std, axis=0).astype(t)

@@ -69,7 +69,7 @@ def dropout(x: Any, key: int, threshold: int, scale: Any) -> Any:
     if view is None:
         raise ValueError("dropout kernel: x must be C-contiguous or a column-major matrix (see takes())")
     flat, cols, s_r, s_c = view
-    out = backend.get_array_module(x).empty_like(x)             # x's memory order
+    out = backend.xp.empty_like(x)           # x's memory order
     out_flat = out.reshape(-1) if x.flags.c_contiguous else out.T.reshape(-1)
     APPLY(flat, numpy.uint64(key), numpy.uint64(threshold), x.dtype.type(scale), numpy.int64(cols),
           numpy.uint64(s_r), numpy.uint64(s_c), out_flat)

@@ -111,7 +111,7 @@ def _norm_squared(grad: Any, measure: bool) -> Any:
     """``sum_i grad_i^2`` as a float64 device scalar (one cuBLAS dot, no host read) when ``measure``, else 0."""
     if not measure:
         return 0.0
-    return backend.get_array_module(grad).dot(grad, grad).astype("float64")
+    return backend.xp.dot(grad, grad).astype("float64")
 
 
 def sgd(w: Any, grad: Any, state: dict[str, Any], *, decay: bool | int, measure: bool, lr: float, momentum: float,
