@@ -259,3 +259,62 @@ def test_emulation_refuses_what_it_cannot_run():
     with pytest.raises(ValueError, match="only 'type name'"):
         cuda_emulation._params("raw T x")
     assert backend.xp is np
+
+
+# -- 3. a fit on arrays of CuPy's type: every module reaches its CUDA kernel, the NumPy run's numbers -----------------
+class _DeviceArray(guard.GuardArray):
+    """A guard array (refuses what CuPy refuses) whose type is named as CuPy's: the dispatch takes it for one."""
+
+
+_DeviceArray.__name__ = _DeviceArray.__qualname__ = "ndarray"
+_DeviceArray.__module__ = "cupy._emulated"
+
+
+@pytest.fixture
+def cupy_typed(monkeypatch, cuda_on):
+    """The guard namespace making arrays of CuPy's type name, and the CUDA kernels compiled as C++, counted."""
+    real = backend.get_array_module
+    monkeypatch.setattr(guard, "GuardArray", _DeviceArray)      # the type the guard's functions return
+    monkeypatch.setattr(backend, "get_array_module", lambda x: guard.xp if isinstance(x, _DeviceArray) else real(x))
+    calls: dict[str, int] = {}
+    with cuda_emulation.emulated() as table:
+        for k in table.values():
+            def counted(*args, _run=k._kernel, _name=k.name, **kwargs):
+                calls[_name] = calls.get(_name, 0) + 1
+                return _run(*args, **kwargs)
+            k._kernel = counted
+        yield calls
+
+
+@needs_compiler
+@pytest.mark.parametrize(("optimizer", "kwargs", "kernel"), [
+    ("adam", {}, "deltanet_adam"),
+    ("sgd", {"optimizer_kwargs": {"momentum": 0.9, "nesterov": True}, "l2": 1e-3}, "deltanet_sgd_momentum_nesterov"),
+    ("rmsprop", {"optimizer_kwargs": {"centered": True, "momentum": 0.5}}, "deltanet_rmsprop_centered_momentum"),
+])
+def test_a_fit_on_cupy_typed_arrays_runs_the_cuda_kernels_with_the_numpy_numbers(cupy_typed, optimizer, kwargs, kernel):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((256, 12))
+    y = X[:, :3].argmax(axis=1)
+    histories, models = {}, {}
+    for name, namespace in (("numpy", "numpy"), ("device", guard.xp)):
+        with backend.use_backend(namespace):
+            model = dn.mlp([12, 16, 8, 3], batch_norm=True, dropout=0.2, rng=0, dtype="float64")
+            trainer = dn.Trainer(model, optimizer=optimizer, batch_size=32, epochs=2, seed=0, record_layers=False,
+                                 **kwargs)
+            with guard.count_reads() as reads:
+                histories[name] = [r["train_loss"] for r in trainer.fit(X, y)]
+            models[name] = {k: backend.to_numpy(v) for k, v in model.state_dict().items()}
+    assert type(model.parameters()[0].value) is _DeviceArray
+    np.testing.assert_allclose(histories["device"], histories["numpy"], rtol=1e-12)
+    for k, v in models["numpy"].items():
+        np.testing.assert_allclose(models["device"][k], v, rtol=1e-10, atol=1e-12)
+    batches = 2 * 8
+    # every elementwise pass through its CUDA kernel: per batch two batch norms (forward: sum, squares, statistics,
+    # normalize; backward: two sums, input gradient), two dropouts each way, one optimizer step
+    assert cupy_typed["deltanet_bn_forward"] == cupy_typed["deltanet_bn_backward"] == 2 * batches
+    assert cupy_typed["deltanet_bn_sum"] == 4 * batches and cupy_typed["deltanet_bn_squares"] == 2 * batches
+    assert cupy_typed["deltanet_dropout"] == 4 * batches
+    assert cupy_typed[kernel] == batches
+    per_batch = 2 + (3 if "l2" in kwargs else 0)             # the loss and the norm; the L2 term's three weights
+    assert per_batch * batches <= reads.count <= per_batch * batches + 30       # and the fit's own, once
