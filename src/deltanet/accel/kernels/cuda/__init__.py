@@ -38,11 +38,11 @@ from typing import Any
 #: NVRTC options of every kernel here: no contraction of ``a * b + c`` (see the module's notes).
 OPTIONS = ("--fmad=false",)
 
-#: Helpers every kernel may use. ``zero_below(x, m)``: x, or 0 where ``|x| < m`` -- a product with the
+#: Helpers every kernel may use. ``deltanet_zero_below(x, m)``: x, or 0 where ``|x| < m`` -- a product with the
 #: comparison, as the Numba kernels compute it (a NaN stays NaN: NaN * 0 is NaN).
 PREAMBLE = r"""
-template <typename U> __device__ U zero_below(U x, U m) { return x * U(fabs(x) >= m); }
-__device__ double square(double c) { return c * c; }
+template <typename U> __device__ U deltanet_zero_below(U x, U m) { return x * U(fabs(x) >= m); }
+__device__ double deltanet_square(double c) { return c * c; }
 """
 
 #: Every kernel object built here, by name (for the C++ check of the tests and the GPU check).

@@ -31,7 +31,7 @@ from .... import backend
 from . import Elementwise, Reduction
 
 SUM = Reduction("deltanet_bn_sum", "T x", "float64 s", "double(x)", "a + b", "s = a", "0", "double")
-SQUARES = Reduction("deltanet_bn_squares", "T x, float64 mu", "float64 q", "square(double(x) - mu)", "a + b", "q = a",
+SQUARES = Reduction("deltanet_bn_squares", "T x, float64 mu", "float64 q", "deltanet_square(double(x) - mu)", "a + b", "q = a",
                     "0", "double")
 STATISTICS = Elementwise(
     "deltanet_bn_statistics", "float64 mu64, float64 q, float64 n, T eps, T one", "T mean, T var, T inv_std",

@@ -42,7 +42,7 @@ from ....optim import rules
 from .. import optim as _cpu
 from . import Elementwise
 
-_Z = "zero_below"
+_Z = "deltanet_zero_below"
 
 
 def _sgd_source(momentum: bool, nesterov: bool) -> str:
