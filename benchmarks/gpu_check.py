@@ -127,8 +127,9 @@ class Check:
 
     # -- the device --------------------------------------------------------------------------------------------
     def to_device(self, a: Any) -> Any:
-        """A device copy of the host array ``a`` (its memory order kept)."""
-        return self.xp.array(a)
+        """A device copy of the host array ``a`` (its memory order kept: column-major stays column-major)."""
+        a = np.asarray(a)
+        return self.xp.array(a, order="F" if a.flags.f_contiguous and not a.flags.c_contiguous else "C")
 
     def sync(self) -> None:
         if not self.dry:
