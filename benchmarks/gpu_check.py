@@ -22,7 +22,7 @@ Run by ``benchmarks/gpu_check.sh`` (which installs what is missing); under 8 min
    on both sides (CuPy's default; set for PyTorch).
 
 ``--dry-run`` runs the same code on the CPU with NumPy standing in for CuPy and the CUDA kernels compiled as C++
-(:mod:`deltanet.testing.cuda_emulation`), tiny throughput shapes and no PyTorch: it proves the script runs, not
+(:mod:`deltanet.accel.kernels.cuda.emulation`), tiny throughput shapes and no PyTorch: it proves the script runs, not
 the GPU (``tests/test_gpu_check.py``).
 
 Results go to ``$OUT/gpu.md`` and ``$OUT/gpu.json`` when ``OUT`` is set, else ``benchmarks/results/``; they are
@@ -139,7 +139,7 @@ class Check:
     def kernels_on_device(self) -> Iterator[None]:
         """The CUDA kernels run on the GPU; in a dry run, compiled as C++ on the CPU."""
         if self.dry:
-            from deltanet.testing import cuda_emulation
+            from deltanet.accel.kernels.cuda import emulation as cuda_emulation
 
             with cuda_emulation.emulated():
                 yield

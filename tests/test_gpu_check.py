@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from deltanet import backend
-from deltanet.testing import cuda_emulation
+from deltanet.accel.kernels.cuda import emulation as cuda_emulation
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
 

@@ -2,7 +2,7 @@
 
 1. Dispatch: CuPy arrays (here NumPy arrays of a type named as CuPy's) get the CUDA counterpart of each kernel
    behind the same hook and the same fused step; other types, mixed types and other dtypes get none.
-2. Their sources, compiled as C++ for the CPU (deltanet.testing.cuda_emulation), equal the Numba kernels bit for
+2. Their sources, compiled as C++ for the CPU (deltanet.accel.kernels.cuda.emulation), equal the Numba kernels bit for
    bit (the optimizer steps, dropout) or to rounding (batch norm's sums in another order), and the references.
    The GPU's own compilation and arithmetic are checked by benchmarks/gpu_check.py.
 """
@@ -18,10 +18,11 @@ from deltanet.accel import kernels
 from deltanet.accel.kernels import cuda
 from deltanet.accel.kernels.cuda import batch_norm as cuda_bn
 from deltanet.accel.kernels.cuda import dropout as cuda_dropout
+from deltanet.accel.kernels.cuda import emulation as cuda_emulation
 from deltanet.accel.kernels.cuda import optim as cuda_optim
 from deltanet.modules.dropout import keep_mask, keep_threshold
 from deltanet.optim import rules
-from deltanet.testing import cuda_emulation, guard
+from deltanet.testing import guard
 
 
 class ndarray(np.ndarray):                       # the name CuPy's array type has

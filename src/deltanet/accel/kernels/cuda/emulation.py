@@ -15,7 +15,9 @@ kernel object of the CUDA modules runs so, and their Python wrappers
 What it proves: the kernels' source compiles and computes the reference's
 numbers (``tests/test_kernels_cuda.py``). What it cannot: NVRTC's own
 compilation, CuPy's argument handling and the GPU's arithmetic, which
-``benchmarks/gpu_check.py`` checks on a GPU. Needs a C++ compiler (``c++``,
+``benchmarks/gpu_check.py`` checks on a GPU (its ``--dry-run`` uses this module
+in their place). A tool of the tests and of that check, inside the fast path's
+package like the kernels it compiles. Needs a C++ compiler (``c++``,
 ``g++`` or ``clang++``, or ``CXX``); :func:`available` says whether one is there.
 """
 
@@ -35,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy
+
+from ....io import atomic_write
 
 _C_TYPES = {"float32": "float", "float64": "double", "int64": "long long", "uint64": "unsigned long long",
             "int32": "int", "bool": "bool"}
@@ -57,10 +61,9 @@ def available() -> bool:
 
 def kernels() -> dict[str, Any]:
     """Every kernel object of :mod:`deltanet.accel.kernels.cuda` (all its modules imported), by name."""
-    from ..accel.kernels import cuda
-
+    cuda = importlib.import_module(__package__)
     for info in pkgutil.iter_modules(cuda.__path__):
-        importlib.import_module(f"{cuda.__name__}.{info.name}")
+        importlib.import_module(f"{__package__}.{info.name}")
     return cuda.ALL
 
 
@@ -118,10 +121,10 @@ def _reduction_source(k: Any) -> str:
 
 def source(dtype: Any) -> str:
     """The C++ translation unit of every kernel with ``T`` the C type of ``dtype``."""
-    from ..accel.kernels import cuda
+    from . import PREAMBLE
 
     parts = ["#include <cmath>", "#include <cstddef>", "using std::sqrt; using std::fabs;", "#define __device__",
-             f"typedef {_C_TYPES[numpy.dtype(dtype).name]} T;", cuda.PREAMBLE]
+             f"typedef {_C_TYPES[numpy.dtype(dtype).name]} T;", PREAMBLE]
     for k in kernels().values():
         parts.append(_elementwise_source(k) if k.kind == "elementwise" else _reduction_source(k))
     return "\n".join(parts)
@@ -142,13 +145,19 @@ def library(dtype: Any) -> Any:
         folder = Path(tempfile.gettempdir()) / "deltanet_cuda_emulation"
         folder.mkdir(exist_ok=True)
         so = folder / f"kernels_{digest}.so"
-        if not so.exists():
-            cpp = folder / f"kernels_{digest}.cpp"
-            cpp.write_text(text)
-            tmp = folder / f"kernels_{digest}.{os.getpid()}.so"
-            subprocess.run([cxx, "-std=c++14", "-O1", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC",
-                            "-o", str(tmp), str(cpp)], check=True, capture_output=True, text=True)
-            os.replace(tmp, so)
+        if not so.exists():                  # built under a name of this process, published whole (atomic_write)
+            cpp = folder / f"kernels_{digest}.{os.getpid()}.cpp"
+            built = folder / f"kernels_{digest}.{os.getpid()}.so"
+            with atomic_write(cpp, "w", encoding="utf-8") as f:
+                f.write(text)
+            try:
+                subprocess.run([cxx, "-std=c++14", "-O1", "-ffp-contract=off", "-fno-fast-math", "-shared", "-fPIC",
+                                "-o", str(built), str(cpp)], check=True, capture_output=True, text=True)
+                with atomic_write(so) as f:
+                    f.write(built.read_bytes())
+            finally:
+                for leftover in (cpp, built):
+                    leftover.unlink(missing_ok=True)
         lib = _LIBRARIES[digest] = ctypes.CDLL(str(so))
     return lib
 
