@@ -21,7 +21,6 @@ BUDGET=${GPU_CHECK_SECONDS:-470}                      # the whole script: under 
 OUT_DIR=${OUT:-benchmarks/results}
 mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu_check.log"
-exec > >(tee "$LOG") 2>&1
 left() { echo $((BUDGET - ($(date +%s) - START))); }
 say() { echo "gpu_check.sh [$(($(date +%s) - START)) s]: $*"; }
 
@@ -32,12 +31,13 @@ pip_install() {  # pip into this Python; where the system refuses (PEP 668), the
     "$PY" -m pip install -q "$@" || "$PY" -m pip install -q --break-system-packages "$@"
 }
 
+main() {
 if ! nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; then
-    say "FAILED: no NVIDIA GPU visible (nvidia-smi)"; exit 2
+    say "FAILED: no NVIDIA GPU visible (nvidia-smi)"; return 2
 fi
 "$PY" -c "import numpy, numba" 2>/dev/null || { say "installing numpy, numba"; pip_install "numpy>=1.26" "numba>=0.60"; }
 "$PY" -c "import deltanet, sys; print('deltanet from', deltanet.__file__, '| Python', sys.version.split()[0])" \
-    || { say "FAILED: deltanet does not import from src/"; exit 3; }
+    || { say "FAILED: deltanet does not import from src/"; return 3; }
 
 CUPY_PROBE='
 import cupy
@@ -53,7 +53,7 @@ if ! "$PY" -c "$CUPY_PROBE" 2>/dev/null; then
     if ! "$PY" -c "$CUPY_PROBE"; then
         say "CuPy does not run yet (error above): installing cupy-cuda12x[ctk] (the CUDA libraries from pip)"
         timeout 200 bash -c "$(declare -f pip_install); PY='$PY'; pip_install 'cupy-cuda12x[ctk]'" || say "pip install cupy-cuda12x[ctk] failed"
-        "$PY" -c "$CUPY_PROBE" || { say "FAILED: CuPy cannot run on this GPU (see above)"; exit 3; }
+        "$PY" -c "$CUPY_PROBE" || { say "FAILED: CuPy cannot run on this GPU (see above)"; return 3; }
     fi
 fi
 
@@ -65,7 +65,7 @@ if ! "$PY" -c "$TORCH_PROBE" 2>/dev/null; then
     if [[ "${GPU_CHECK_TORCH:-auto}" == "skip" ]]; then
         say "PyTorch: not installed, GPU_CHECK_TORCH=skip: the comparison will be skipped"
     elif (( room < 30 )); then
-        say "PyTorch: no time left to install it: the comparison will be skipped"
+        say "PyTorch: $room s left for its install (TORCH_INSTALL_SECONDS, the budget): the comparison will be skipped"
     else
         say "installing torch (at most $room s)"
         timeout "$room" bash -c "$(declare -f pip_install); PY='$PY'; pip_install torch" \
@@ -80,4 +80,8 @@ OUT="$OUT_DIR" DELTANET_FAST=1 timeout $((remaining + 5)) "$PY" benchmarks/gpu_c
 status=$?
 (( status == 124 )) && say "FAILED: gpu_check.py ran out of time; $OUT_DIR/gpu.md holds the sections it finished"
 say "done, exit status $status; report: $OUT_DIR/gpu.md"
-exit $status
+return $status
+}
+
+main "$@" 2>&1 | tee "$LOG"
+exit "${PIPESTATUS[0]}"

@@ -31,8 +31,9 @@ Switches (read once per process, at first use; :func:`set_fast_enabled` for test
     Turns the whole fast path off: the reference code runs everywhere (optimizers
     unfused, no folding, no kernels, no prediction engine, every batch checked).
 ``DELTANET_KERNELS=numpy``
-    Turns only the compiled kernels off (also automatic where Numba is absent,
-    or for arrays a kernel cannot take).
+    Turns only the compiled kernels off, the Numba ones and their CUDA
+    counterparts (also automatic where Numba, or CuPy, is absent, or for arrays
+    a kernel cannot take).
 ``DELTANET_BLAS=numpy``
     Turns only the direct BLAS calls off.
 """
