@@ -8,6 +8,7 @@ plain mean, 1/B), and its gradient carries the same weights.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy
@@ -25,11 +26,14 @@ class Loss:
 
     name: ClassVar[str] = ""
     #: Whether ``forward`` tests its targets (labels in range, finite values). A hook: the fast path turns it
-    #: off while its caller feeds targets it tested once (:mod:`deltanet.accel.plan`).
+    #: off while its caller feeds targets it tested once (:mod:`deltanet.accel.plan`). While it is off,
+    #: ``forward`` also reads the test of its output for NaN/inf and the sample weights' sum together with
+    #: the loss value, in one host read per batch (:meth:`_mean`), instead of three; the same numbers and errors.
     check_targets: bool = True
 
     def __init__(self) -> None:
         self._grad_cache: Any = None
+        self._deferred: Any = None       # the output whose NaN/inf test _mean reads with the loss (targets prechecked)
 
     def __call__(self, output: Any, target: Any, sample_weight: Any = None) -> float:
         return self.forward(output, target, sample_weight)
@@ -47,7 +51,9 @@ class Loss:
         return f"{type(self).__name__}()"
 
     # -- validation helpers ------------------------------------------------
-    def _output(self, output: Any) -> Any:
+    def _output(self, output: Any, defer: bool = False) -> Any:
+        """``output`` validated: a float array with a batch axis, without NaN/inf -- tested here, or, with
+        ``defer`` while the targets are prechecked, by :meth:`_mean` together with the loss value."""
         if not hasattr(output, "dtype"):
             output = numpy.asarray(output)
         if output.dtype.kind != "f":
@@ -56,17 +62,24 @@ class Loss:
             raise ValueError(f"{type(self).__name__}: output must have a batch axis, got a scalar")
         if output.shape[0] == 0:
             raise ValueError(f"{type(self).__name__}: got an empty batch (output shape {tuple(output.shape)})")
-        check_finite(output, type(self).__name__ + " (network output)")
+        self._deferred = None
+        if defer and not self.check_targets:
+            self._deferred = output                  # tested with the loss value: one host read (see _mean)
+        else:
+            check_finite(output, type(self).__name__ + " (network output)")
         return output
 
-    def _weights(self, sample_weight: Any, n: int, dtype: Any) -> tuple[Any, float]:
-        """Per-row factors w_i / sum(w) of shape (n, 1), and sum(w)."""
+    def _weights(self, sample_weight: Any, n: int, dtype: Any) -> tuple[Any, Any]:
+        """The weights ``w`` of shape (n,) and their sum: a float, or, while the targets are prechecked (a
+        trainer's fit tested the weights once: finite, >= 0), a device scalar :meth:`_mean` reads with the loss."""
         xp = backend.xp
         if sample_weight is None:
             return None, float(n)
         w = xp.asarray(sample_weight, dtype=dtype).reshape(-1)
         if w.shape[0] != n:
             raise ValueError(f"{type(self).__name__}: sample_weight has {w.shape[0]} entries, output has {n} rows")
+        if not self.check_targets:
+            return w, w.sum()
         if not bool(xp.isfinite(w).all()) or bool((w < 0).any()):
             raise ValueError(f"{type(self).__name__}: sample_weight must be finite and >= 0")
         total = float(w.sum())
@@ -74,10 +87,52 @@ class Loss:
             raise ValueError(f"{type(self).__name__}: sample_weight sums to 0")
         return w, total
 
+    def _mean(self, num: Any, total: Any, scale: int = 1) -> float:
+        r"""The loss ``num / (total scale)`` as a Python float: ``num`` the (weighted) sum of the per-sample losses
+        on the device, ``total`` the batch size or the weights' sum (a float, or a device scalar).
+
+        With the targets checked, one read of ``num`` (``total`` is a float): the division in float64 on the
+        host. While they are prechecked, the NaN/inf test of the output (:meth:`_output` with ``defer``) and a
+        device ``total`` are read with it, in one host read: the output enters as
+        ``num + 0 sum_i z_i^2`` (``num`` itself when every ``z_i`` is finite, NaN otherwise) and the division
+        runs on the device in float64, the same IEEE operation. Only a value that is not finite costs more
+        reads: the exact test of the output (its :class:`~deltanet.errors.NonFiniteError`) and of a zero
+        weight sum (its ``ValueError``), the errors of the checked path.
+        """
+        output, self._deferred = self._deferred, None
+        if output is None and isinstance(total, float):
+            return float(num) / (total * scale)
+        xp = backend.xp
+        read = num if output is None else num + _finite_probe(output)
+        if isinstance(total, float):
+            value = float(read) / (total * scale)
+        else:
+            value = float(read.astype(xp.float64) / (total.astype(xp.float64) * scale))
+        if math.isfinite(value):
+            return value
+        if output is not None:                       # the reason, as the checked path tells it
+            check_finite(output, type(self).__name__ + " (network output)")
+        if not isinstance(total, float):
+            total = float(total)
+            if not total > 0:
+                raise ValueError(f"{type(self).__name__}: sample_weight sums to 0")
+        return float(num) / (total * scale)
+
     def _require(self) -> Any:
         if self._grad_cache is None:
             raise RuntimeError(f"{type(self).__name__}: backward() called before forward(); run forward first")
         return self._grad_cache
+
+
+def _finite_probe(x: Any) -> Any:
+    """A device scalar that is 0 when every entry of the float array ``x`` is finite and NaN otherwise:
+    ``0 sum_i x_i^2`` (one BLAS dot for a row- or column-major array; else ``0 sum_i x_i``). A sum that overflows
+    also gives NaN; :meth:`Loss._mean` then runs the exact test, which finds nothing."""
+    xp = backend.xp
+    if x.flags.c_contiguous or x.flags.f_contiguous:
+        flat = backend.flat_view(x)
+        return xp.dot(flat, flat) * 0
+    return x.sum() * 0
 
 
 def _flush_subnormal(e: Any) -> None:
@@ -133,7 +188,7 @@ class SoftmaxCrossEntropy(Loss):
         self._offsets_key: tuple[int, int, bool, str] | None = None
 
     def forward(self, output: Any, target: Any, sample_weight: Any = None) -> float:
-        z = self._output(output)
+        z = self._output(output, defer=True)
         if z.ndim < 2:
             raise ValueError(f"SoftmaxCrossEntropy: logits must have shape (batch, classes) (or (batch, ..., classes)), "
                              f"got shape {tuple(z.shape)}; for a single sample use z[None, :], for a binary "
@@ -158,10 +213,11 @@ class SoftmaxCrossEntropy(Loss):
         else:
             raise ValueError(f"SoftmaxCrossEntropy: target must be labels of shape {tuple(z.shape[:-1])} or "
                              f"probabilities of shape {tuple(z.shape)}, got {tuple(target.shape)}")
+        loss = self._mean(*loss)                                           # may raise: before the cache is set
         self._grad_cache = grad if grad.ndim == z.ndim else grad.reshape(z.shape)
         return loss
 
-    def _from_labels(self, z: Any, labels: Any, sample_weight: Any) -> tuple[float, Any]:
+    def _from_labels(self, z: Any, labels: Any, sample_weight: Any) -> tuple[tuple[Any, Any], Any]:
         """Loss and gradient for logits ``z`` of shape ``(n, C)`` and valid labels of shape ``(n,)``.
 
         Works in ``z``'s own memory order: the column-major logits of a Linear's
@@ -182,21 +238,21 @@ class SoftmaxCrossEntropy(Loss):
         per_sample = xp.log(s)
         per_sample -= picked                                               # -log y_label = log s - (z_label - m)
         if sample_weight is None:
-            loss = float(per_sample.sum()) / n
+            loss = (per_sample.sum(), float(n))                            # the sum and its divisor: see _mean
             s *= n
             e /= s[:, None]                                                # y / n
             _flush_subnormal(e)
             flat[at] -= 1.0 / n                                            # (y - t) / n, t one-hot
         else:
             w, total = self._weights(sample_weight, n, z.dtype)
-            loss = float((per_sample * w).sum()) / total
+            loss = ((per_sample * w).sum(), total)
             r = w / total                                                  # each row's factor w_b / sum(w)
             e *= (r / s)[:, None]                                          # y r
             _flush_subnormal(e)
             flat[at] -= r                                                  # (y - t) r
         return loss, e
 
-    def _from_probabilities(self, z: Any, target: Any, sample_weight: Any) -> tuple[float, Any]:
+    def _from_probabilities(self, z: Any, target: Any, sample_weight: Any) -> tuple[tuple[Any, Any], Any]:
         """Loss and gradient for logits ``z`` of shape ``(n, C)`` and target probabilities of ``z``'s size."""
         xp = backend.xp
         n, n_classes = z.shape
@@ -215,7 +271,7 @@ class SoftmaxCrossEntropy(Loss):
         grad = e
         grad -= t
         grad *= r if w is None else r[:, None]
-        loss = float(per_sample.sum()) / n if w is None else float((per_sample * w).sum()) / total
+        loss = (per_sample.sum(), float(n)) if w is None else ((per_sample * w).sum(), total)
         return loss, grad
 
     def _row_offsets(self, n: int, n_classes: int, row_major: bool) -> Any:
@@ -264,7 +320,7 @@ class MeanSquaredError(Loss):
     name = "mse"
 
     def forward(self, output: Any, target: Any, sample_weight: Any = None) -> float:
-        y = self._output(output)
+        y = self._output(output, defer=True)
         t = _matching_target(self, y, target)
         n = y.shape[0]
         d = y.size // max(n, 1)
@@ -272,10 +328,10 @@ class MeanSquaredError(Loss):
         sq = (diff * diff).reshape(n, -1).sum(axis=1)
         w, total = self._weights(sample_weight, n, y.dtype)
         if w is None:
-            loss = float(sq.sum()) / (n * d)
+            loss = self._mean(sq.sum(), float(n), d)
             diff *= 2.0 / (n * d)
         else:
-            loss = float((sq * w).sum()) / (total * d)
+            loss = self._mean((sq * w).sum(), total, d)
             diff *= (2.0 * w / (total * d)).reshape((n,) + (1,) * (y.ndim - 1))
         self._grad_cache = diff
         return loss
@@ -301,7 +357,7 @@ class BinaryCrossEntropyWithLogits(Loss):
 
     def forward(self, output: Any, target: Any, sample_weight: Any = None) -> float:
         xp = backend.xp
-        z = self._output(output)
+        z = self._output(output, defer=True)
         t = _matching_target(self, z, target)
         if t.size and (bool((t < 0).any()) or bool((t > 1).any())):
             raise ValueError("BinaryCrossEntropyWithLogits: targets must be in [0, 1]")
@@ -315,10 +371,10 @@ class BinaryCrossEntropyWithLogits(Loss):
         grad = sig - t
         w, total = self._weights(sample_weight, n, z.dtype)
         if w is None:
-            loss = float(per_sample.sum()) / (n * k)
+            loss = self._mean(per_sample.sum(), float(n), k)
             grad *= 1.0 / (n * k)
         else:
-            loss = float((per_sample * w).sum()) / (total * k)
+            loss = self._mean((per_sample * w).sum(), total, k)
             grad *= (w / (total * k)).reshape((n,) + (1,) * (z.ndim - 1))
         self._grad_cache = grad
         return loss

@@ -11,7 +11,8 @@ holds what makes it fast; each module opens with its measured reason:
 - :mod:`~deltanet.accel.folding`: SGD-momentum gradients added straight into the momentum buffer;
 - :mod:`~deltanet.accel.plan`: the one object that decides, for a trainer's ``fit``, what the batches may skip;
 - :mod:`~deltanet.accel.predict`: the prediction engine (reused buffers, the bias added by the product);
-- :mod:`~deltanet.accel.kernels`: compiled one-pass kernels (Numba), each tested equal to its NumPy reference.
+- :mod:`~deltanet.accel.kernels`: compiled one-pass kernels (Numba), each tested equal to its NumPy reference,
+  and their CUDA counterparts for CuPy arrays (:mod:`~deltanet.accel.kernels.cuda`).
 
 **The documented hooks** -- the only ways the rest of deltanet reaches this package
 (``tests/test_fast_path.py`` checks that nothing imports its submodules):
@@ -30,8 +31,9 @@ Switches (read once per process, at first use; :func:`set_fast_enabled` for test
     Turns the whole fast path off: the reference code runs everywhere (optimizers
     unfused, no folding, no kernels, no prediction engine, every batch checked).
 ``DELTANET_KERNELS=numpy``
-    Turns only the compiled kernels off (also automatic where Numba is absent,
-    or for arrays a kernel cannot take).
+    Turns only the compiled kernels off, the Numba ones and their CUDA
+    counterparts (also automatic where Numba, or CuPy, is absent, or for arrays
+    a kernel cannot take).
 ``DELTANET_BLAS=numpy``
     Turns only the direct BLAS calls off.
 """
@@ -113,16 +115,21 @@ def kernel(name: str, *arrays: Any) -> Any:
     """The hook of the modules' elementwise passes: the compiled kernel ``name`` (a key of :data:`ELEMENTWISE`)
     if it can take ``arrays``, else None -- fast path or kernels off, Numba absent, arrays smaller than
     :data:`ELEMENTWISE_MIN_SIZE`, another array type, dtype or memory layout -- and the caller runs its NumPy
-    reference, which the kernel equals."""
+    reference, which the kernel equals.
+
+    NumPy arrays get the Numba kernel, CuPy arrays its CUDA counterpart of the same name
+    (:func:`deltanet.accel.kernels.family`), for every size: one launch instead of several costs nothing to
+    import. A kernel without a CUDA counterpart gives None for CuPy arrays (the reference runs through CuPy)."""
     from . import kernels
 
-    if arrays[0].size < ELEMENTWISE_MIN_SIZE or not kernels.enabled() or not kernels.takes(*arrays):
+    family = kernels.family(*arrays)
+    if family is None or (family == "numba" and arrays[0].size < ELEMENTWISE_MIN_SIZE):
         return None
     module_name, function = ELEMENTWISE[name]
-    module = kernels.load(module_name)
-    if not all(module.takes(a) for a in arrays):
+    module = kernels.load(module_name, family)
+    if module is None or not all(module.takes(a) for a in arrays):
         return None
-    return getattr(module, function)
+    return getattr(module, function, None)
 
 
 __all__ = ["ELEMENTWISE", "ELEMENTWISE_MIN_SIZE", "FlatBuffer", "fast_enabled", "fast_path", "flat_grads", "flatten", "fused_step", "kernel",

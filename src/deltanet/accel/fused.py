@@ -135,11 +135,11 @@ class FusedStep:
         opt = self.optimizer
         keys = opt.state_keys()
         split = bool(opt.weight_decay)               # without weight decay a chunk may span both kinds of parameters
-        kernel = self.compiled_kernel()
         dot, sq = backend.xp.dot, 0.0
         for group in self.groups:
             self.create_state(group, keys)
-            if kernel is not None and kernels.takes(group.buffer.value):
+            kernel = self.compiled_kernel(group.buffer.value)
+            if kernel is not None:
                 # one launch over the whole buffer: the decayed parameters come first, the kernel knows how many
                 (w, g, state, _), = group.parts(keys, split=False)
                 decay = group.buffer.n_decay if split else False
@@ -152,15 +152,28 @@ class FusedStep:
         folding.arm_automatically(self)       # the next backward passes fold, unless something reads the gradients
         return sq
 
-    def compiled_kernel(self) -> Any:
-        """The rule's one-pass kernel when compiled kernels run in this process and the rule is the kernel's
-        reference (a subclass with a rule or a ``_rule`` of its own gets none); None otherwise."""
-        opt = self.optimizer
-        if opt.kernel is None or opt.n_elements < self.kernel_min_size or not kernels.enabled() or not opt.uses_rule:
-            return None
-        from .kernels.optim import KERNELS  # imports Numba: only once a kernel is needed
+    def compiled_kernel(self, value: Any = None) -> Any:
+        """The rule's one-pass kernel for the flat buffer ``value`` (default: the first group's) when compiled
+        kernels run in this process for its array type and the rule is the kernel's reference (a subclass with a
+        rule or a ``_rule`` of its own gets none); None otherwise.
 
-        kernel, reference = KERNELS[opt.kernel]
+        NumPy buffers get the Numba kernel from :attr:`kernel_min_size` parameter elements on, CuPy buffers its
+        CUDA counterpart (:mod:`deltanet.accel.kernels.cuda.optim`) at every size: one launch instead of a
+        launch per operation of the rule (:func:`deltanet.accel.kernels.family` decides)."""
+        opt = self.optimizer
+        if value is None:
+            if not self.groups:
+                return None
+            value = self.groups[0].buffer.value
+        if opt.kernel is None or not opt.uses_rule:
+            return None
+        family = kernels.family(value)
+        if family is None or (family == "numba" and opt.n_elements < self.kernel_min_size):
+            return None
+        module = kernels.load("optim", family)  # the Numba module imports Numba: only once a kernel is needed
+        if module is None:
+            return None
+        kernel, reference = module.KERNELS[opt.kernel]
         return kernel if type(opt).rule is reference else None
 
     @property

@@ -37,6 +37,12 @@ Inside :func:`hot` (the batch loop: forward, backward, optimizer step):
 Like CuPy, full reductions and scalar indexing give 0-d arrays, not NumPy
 scalars, so ``float(x.sum())`` is caught as well.
 
+Counting host reads: inside :func:`count_reads` every such pull (whether or not
+a :func:`hot` scope is open) and every explicit host copy (``.get()``,
+:func:`asnumpy`) is counted, with the file and line of deltanet code that made
+it -- the device-to-host synchronisations a GPU run would make
+(``tests/test_host_reads.py`` counts those of a training epoch).
+
 What it cannot see: ``numpy.asarray(guard_array)`` itself returns a plain
 view without asking the subclass (NumPy does not call ``__array__`` on its own
 subclasses); the refusal comes where that host array meets a GuardArray
@@ -48,13 +54,15 @@ BLAS calls take exact ``numpy.ndarray`` only.
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import types
 from collections.abc import Iterator
 from typing import Any
 
 import numpy
 
-__all__ = ["GuardArray", "GuardViolation", "asnumpy", "hot", "is_hot", "xp"]
+__all__ = ["GuardArray", "GuardViolation", "HostReads", "asnumpy", "count_reads", "hot", "is_hot", "xp"]
 
 
 class GuardViolation(TypeError):
@@ -118,7 +126,65 @@ def _wrap(r: Any) -> Any:
     return r
 
 
+class HostReads:
+    """The host reads counted by :func:`count_reads`: ``where`` lists ``(what, "file:line < caller:line ...")``
+    in order (paths inside the deltanet package)."""
+
+    def __init__(self) -> None:
+        self.where: list[tuple[str, str]] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.where)
+
+    def by_line(self) -> dict[str, int]:
+        """How many reads each place (``where``'s second entry) made."""
+        out: dict[str, int] = {}
+        for _, line in self.where:
+            out[line] = out.get(line, 0) + 1
+        return out
+
+
+_counters: list[HostReads] = []
+
+
+@contextlib.contextmanager
+def count_reads() -> Iterator[HostReads]:
+    """Count every host read of a GuardArray inside the block (see the module's docstring)."""
+    counter = HostReads()
+    _counters.append(counter)
+    try:
+        yield counter
+    finally:
+        _counters.remove(counter)
+
+
+def _caller(depth: int = 3) -> str:
+    """Where the read was asked for: ``"path:line"`` of the innermost frame outside this module and NumPy, and of
+    up to ``depth - 1`` callers in deltanet after it (``"backend.py:159 < optim/clipping.py:24"``)."""
+    frame = sys._getframe(2)
+    found: list[str] = []
+    marker = f"{os.sep}deltanet{os.sep}"
+    while frame is not None and len(found) < depth:
+        path = frame.f_code.co_filename
+        if path != __file__ and f"{os.sep}numpy{os.sep}" not in path:
+            if found and marker not in path:
+                break                                             # left deltanet: the caller's own code
+            short = path[path.rindex(marker) + len(marker):] if marker in path else os.path.basename(path)
+            found.append(f"{short}:{frame.f_lineno}")
+        frame = frame.f_back
+    return " < ".join(found) if found else "?"
+
+
+def _count(what: str) -> None:
+    if _counters:
+        where = _caller()
+        for counter in _counters:
+            counter.where.append((what, where))
+
+
 def _scalar_refused(what: str) -> None:
+    _count(what)
     if _hot:
         raise GuardViolation(f"{what} of a device array inside the batch loop (a host synchronisation per call)")
 
@@ -177,6 +243,7 @@ class GuardArray(numpy.ndarray):
 
     def get(self) -> numpy.ndarray:
         """A host copy (CuPy's ``ndarray.get``)."""
+        _count(".get()")
         return numpy.array(self.view(numpy.ndarray), copy=True)
 
 

@@ -15,6 +15,16 @@ or in ``NUMBA_CACHE_DIR``).
 
 :func:`enabled` says whether kernels run in this process; :func:`takes` whether
 a kernel can take given arrays (NumPy arrays of float32 or float64).
+
+**Two families, one set of names.** The Numba kernels take NumPy arrays; their
+CUDA counterparts (:mod:`deltanet.accel.kernels.cuda`, CuPy ``ElementwiseKernel``
+and ``ReductionKernel`` objects with the same functions and numbers) take CuPy
+arrays. :func:`family` decides from the arrays' type which family a call gets
+(``"numba"``, ``"cuda"`` or none), and :func:`load` hands out the module of that
+family under the same name, or None where the family has no such kernel: the
+caller then runs its reference (through CuPy on a GPU). The callers -- the
+:func:`deltanet.accel.kernel` hook and the fused step -- never ask which device
+they run on.
 """
 
 from __future__ import annotations
@@ -44,9 +54,11 @@ def enabled() -> bool:
 def set_enabled(on: bool | None) -> bool:
     """Force kernels on or off in this process (None: decide from the environment again); return :func:`enabled`.
 
-    For tests and benchmarks; kernels stay off where Numba is not installed."""
-    global _ENABLED
+    For tests and benchmarks; the Numba kernels stay off where Numba is not installed, the CUDA kernels where
+    CuPy is not."""
+    global _ENABLED, _CUDA
     _ENABLED = None if on is None else bool(on) and importlib.util.find_spec("numba") is not None
+    _CUDA = None if on is None else bool(on) and importlib.util.find_spec("cupy") is not None
     return enabled()
 
 
@@ -57,15 +69,56 @@ def takes(*arrays: Any) -> bool:
             and all(type(a) is numpy.ndarray and a.dtype == first.dtype for a in arrays))
 
 
-_LOADED: dict[str, Any] = {}
+_CUDA: bool | None = None
 
 
-def load(name: str) -> Any:
-    """The kernel module ``deltanet.accel.kernels.<name>`` (imported, with Numba, at its first use)."""
-    module = _LOADED.get(name)
-    if module is None:
-        module = _LOADED[name] = importlib.import_module(f"{__name__}.{name}")
-    return module
+def cuda_enabled() -> bool:
+    """Whether the CUDA kernels run for CuPy arrays: CuPy is installed, and neither ``DELTANET_KERNELS=numpy`` nor
+    ``DELTANET_FAST=0`` is set (read once; :func:`set_enabled` resets it)."""
+    global _CUDA
+    if _CUDA is None:
+        wanted = os.environ.get("DELTANET_KERNELS", "numba").strip().lower() != "numpy" and fast_enabled()
+        _CUDA = wanted and importlib.util.find_spec("cupy") is not None
+    return _CUDA
 
 
-__all__ = ["DTYPES", "enabled", "load", "set_enabled", "takes"]
+def is_cupy_array(a: Any) -> bool:
+    """Whether ``a`` is a CuPy array (by its type's name and module: CuPy is not imported for the question)."""
+    t = type(a)
+    return t.__name__ == "ndarray" and t.__module__.split(".")[0] == "cupy"
+
+
+def family(*arrays: Any) -> str | None:
+    """The kernel family that takes these arrays, all of one type and of one dtype float32 or float64:
+    ``"numba"`` for NumPy arrays (when :func:`enabled`), ``"cuda"`` for CuPy arrays (when :func:`cuda_enabled`),
+    else None (another array type -- the guard namespace's, say --, dtype, or kernels off)."""
+    first = arrays[0]
+    kind = type(first)
+    if getattr(first, "dtype", None) not in DTYPES or not all(type(a) is kind and a.dtype == first.dtype
+                                                              for a in arrays):
+        return None
+    if kind is numpy.ndarray:
+        return "numba" if enabled() else None
+    if is_cupy_array(first):
+        return "cuda" if cuda_enabled() else None
+    return None
+
+
+#: Where each family's kernel modules live (``load(name, family)`` imports ``<package>.<name>``).
+PACKAGES = {"numba": __name__, "cuda": f"{__name__}.cuda"}
+
+_LOADED: dict[tuple[str, str], Any] = {}
+
+
+def load(name: str, family: str = "numba") -> Any:
+    """The kernel module ``name`` of ``family``: ``deltanet.accel.kernels.<name>`` (Numba, imported at its first
+    use) or ``deltanet.accel.kernels.cuda.<name>`` (CuPy, imported at its first call); None when that family has
+    no module of that name (its callers then run the reference)."""
+    key = (name, family)
+    if key not in _LOADED:
+        path = f"{PACKAGES[family]}.{name}"
+        _LOADED[key] = importlib.import_module(path) if importlib.util.find_spec(path) is not None else None
+    return _LOADED[key]
+
+
+__all__ = ["DTYPES", "PACKAGES", "cuda_enabled", "enabled", "family", "is_cupy_array", "load", "set_enabled", "takes"]
