@@ -151,15 +151,12 @@ def _existing(params: list[Parameter]) -> FlatBuffer | None:
     return buf
 
 
-def flat_grads(params: Iterable[Parameter]) -> list[Any] | None:
-    """The flat gradient buffers that hold exactly the gradients of ``params``, or None.
+def flat_buffers(params: Iterable[Parameter]) -> list[FlatBuffer] | None:
+    """The intact flat buffers that hold exactly the gradients of ``params`` (each once), or None.
 
-    Returns a list of 1-D arrays (one per :class:`FlatBuffer`) whose
-    concatenation is, up to order, the concatenation of all ``p.grad``, when
-    ``params`` are exactly the parameters of some intact flat buffers (each
-    once); lazily zeroed gradients are filled with 0 first. Returns None when
-    they are not (plain per-parameter arrays, a subset of a buffer, or a
-    parameter listed twice): the caller then works per parameter.
+    As :func:`flat_grads`, but the gradients are not touched (lazily zeroed
+    ones stay lazy): for a caller that only needs the layout, such as the
+    data-parallel overlap's bucket plan before a backward pass.
     """
     count: dict[int, int] = {}
     found: list[FlatBuffer] = []
@@ -175,6 +172,25 @@ def flat_grads(params: Iterable[Parameter]) -> list[Any] | None:
             found.append(buf)
         count[id(buf)] += 1
     for buf in found:
-        if count[id(buf)] != len(buf.params) or not buf.sync():
+        if count[id(buf)] != len(buf.params) or not buf.is_bound():
+            return None
+    return found
+
+
+def flat_grads(params: Iterable[Parameter]) -> list[Any] | None:
+    """The flat gradient buffers that hold exactly the gradients of ``params``, or None.
+
+    Returns a list of 1-D arrays (one per :class:`FlatBuffer`) whose
+    concatenation is, up to order, the concatenation of all ``p.grad``, when
+    ``params`` are exactly the parameters of some intact flat buffers (each
+    once); lazily zeroed gradients are filled with 0 first. Returns None when
+    they are not (plain per-parameter arrays, a subset of a buffer, or a
+    parameter listed twice): the caller then works per parameter.
+    """
+    found = flat_buffers(params)
+    if found is None:
+        return None
+    for buf in found:
+        if not buf.sync():
             return None
     return [buf.grad for buf in found]

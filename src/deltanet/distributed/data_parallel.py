@@ -7,8 +7,11 @@ object at five points and it does the rest:
 ``begin_fit(trainer, n)``          check that every rank has the same data size and batches;
                                    broadcast rank 0's weights and buffers
 ``shard_rows(idx, sample_weight)`` this rank's rows of the global batch ``idx``
+``begin_backward(model, params)``  just before the backward: with ``overlap``, set the model's hook
+                                   so that buckets of the gradient are sent as they fill (:mod:`.overlap`)
 ``allreduce_gradients(params)``    between backward and clipping + the optimizer step: the global
-                                   batch's gradient on every rank (one all-reduce)
+                                   batch's gradient on every rank (one all-reduce, or the wait for
+                                   the buckets in flight)
 ``abandon_step(params)``           this rank's step failed (non-finite loss): take part in the
                                    all-reduce with NaN so every rank stops at the same batch
 ``epoch_stats(...)``,              the epoch's sums over the ranks; batch-norm running statistics
@@ -29,7 +32,11 @@ from . import state
 from .comm import Communicator
 from .gradients import GradientAllreduce
 from .metrics import ShardedEpochStats
+from .overlap import DEFAULT_BUCKET_BYTES, OverlappedAllreduce
 from .sharding import Shard, shard_bounds
+
+#: ``DataParallel(overlap=...)``'s default (see :mod:`.overlap` for the measurement behind it).
+OVERLAP_DEFAULT = False
 
 
 class DataParallel:
@@ -43,6 +50,15 @@ class DataParallel:
         An exception that escapes the training loop on one rank ends every rank
         of the job (``MPI_Abort``) after a one-line message naming the rank;
         otherwise the other ranks would wait in the next all-reduce for ever.
+    overlap : bool
+        Send the gradient in buckets during the backward pass (non-blocking all-reduces, :mod:`.overlap`)
+        instead of in one all-reduce after it. Same result to float rounding. Default: off (measured, see the README).
+    bucket_bytes : int
+        With ``overlap``: the largest bucket, in bytes (default 4 MiB).
+    progress : {"test", "wait"}
+        With ``overlap``: ``"test"`` tests the requests in flight after every layer's backward (MPICH
+        progresses a non-blocking collective only inside MPI calls, or in its progress thread with
+        ``MPIR_CVAR_ASYNC_PROGRESS=1``); ``"wait"`` only waits at the end.
 
     Attributes
     ----------
@@ -54,12 +70,17 @@ class DataParallel:
         The current batch's share of this rank.
     """
 
-    def __init__(self, comm: Any = None, *, abort_on_error: bool = True) -> None:
+    def __init__(self, comm: Any = None, *, abort_on_error: bool = True, overlap: bool = OVERLAP_DEFAULT,
+                 bucket_bytes: int = DEFAULT_BUCKET_BYTES, progress: str = "test") -> None:
         self.comm = comm if isinstance(comm, Communicator) else Communicator(comm)
         self.rank, self.size = self.comm.rank, self.comm.size
         self.abort_on_error = bool(abort_on_error)
         self.shard = Shard(self.rank, self.size)
         self.allreduce = GradientAllreduce(self.comm)
+        self.overlap = bool(overlap)
+        self.overlapped = OverlappedAllreduce(self.comm, bucket_bytes, progress)
+        self._model: Any = None
+        self._armed = False
 
     @property
     def is_root(self) -> bool:
@@ -80,11 +101,13 @@ class DataParallel:
         every rank where they do not agree."""
         if backend.xp is not numpy:
             raise ValueError("data-parallel training over MPI runs on the NumPy backend")
-        mine = (int(n_rows), int(trainer.batch_size), int(trainer.n_batches), int(trainer.model.num_parameters()))
+        mine = (int(n_rows), int(trainer.batch_size), int(trainer.n_batches), int(trainer.model.num_parameters()),
+                self.overlap, self.overlapped.bucket_bytes if self.overlap else 0)
         everyone = self.comm.allgather(mine)
-        if any(other != mine for other in everyone):
+        if any(other != mine for other in everyone):     # the collectives each rank posts follow from these
             shown = "; ".join(f"rank {r}: {n} rows, batch {b}, {k} batches, {p} parameters"
-                              for r, (n, b, k, p) in enumerate(everyone))
+                              + (f", overlap with {o_b} B buckets" if o else ", no overlap")
+                              for r, (n, b, k, p, o, o_b) in enumerate(everyone))
             raise ValueError(f"the {self.size} ranks must train the same model on the same data, got {shown}")
         if trainer.batch_norm:
             last = n_rows - (trainer.n_batches - 1) * trainer.batch_size
@@ -96,6 +119,7 @@ class DataParallel:
                                  f"use a batch size (and a training set size mod the batch size) of at least "
                                  f"{2 * self.size}")
         state.broadcast_model(self.comm, trainer.model)
+        self._model = trainer.model
         state.seed_epoch_dropout(trainer.model, trainer.dropout_seed, self.rank, trainer.epoch + 1)
 
     # -- every batch ----------------------------------------------------------------------------
@@ -103,13 +127,29 @@ class DataParallel:
         """This rank's rows of the global batch ``idx`` (see :mod:`.sharding`)."""
         return self.shard.take(idx, sample_weight)
 
+    def begin_backward(self, model: Any, params: list[Parameter]) -> None:
+        """Just before ``model``'s backward of this step: with ``overlap`` (and a plan that applies: a
+        ``Sequential`` over flat buffers), the gradient's buckets are sent as the backward fills them."""
+        self._model = model
+        if self.overlap and self.overlapped.applies(model, params):
+            self.overlapped.arm(model, self.shard.fraction)
+            self._armed = True
+
     def allreduce_gradients(self, params: list[Parameter]) -> None:
         """Every ``p.grad`` becomes the global batch's gradient: sum over ranks of (share x local mean gradient)."""
-        self.allreduce(params, self.shard.fraction)
+        if self._armed:
+            self._armed = False
+            self.overlapped.finish()
+        else:
+            self.allreduce(params, self.shard.fraction)
 
     def abandon_step(self, params: list[Parameter]) -> None:
-        """This rank cannot complete the step (a non-finite loss or output): send NaN in its all-reduce."""
-        self.allreduce.poison(params)
+        """This rank cannot complete the step (a non-finite loss or output, before its backward): send NaN in the
+        collectives the other ranks post for this step (the same buckets under ``overlap``)."""
+        if self.overlap and self.overlapped.applies(self._model, params):
+            self.overlapped.poison()
+        else:
+            self.allreduce.poison(params)
 
     # -- every epoch ------------------------------------------------------------------------------
     def epoch_stats(self, task: str, y: Any, perm: Any, params: list[Parameter] | None) -> ShardedEpochStats:
@@ -133,16 +173,19 @@ class DataParallel:
 
     @property
     def allreduce_seconds(self) -> float:
-        """Time spent in all-reduces so far (gradients, statistics, buffers; waiting for slower ranks included)."""
-        return self.comm.seconds
+        """Time spent in all-reduces so far (gradients, statistics, buffers; waiting for slower ranks included;
+        under ``overlap`` the gradient's time not hidden behind the backward)."""
+        return self.comm.seconds + self.overlapped.seconds
 
     @property
     def gradient_seconds(self) -> float:
-        """Time spent combining gradients so far: the scaling by each rank's share and the all-reduces."""
-        return self.allreduce.seconds
+        """Time spent combining gradients so far: the scaling by each rank's share and the all-reduces (under
+        ``overlap``: the time in the overlap's calls during and after the backward, what it did not hide)."""
+        return self.allreduce.seconds + self.overlapped.seconds
 
     def __repr__(self) -> str:
-        return f"DataParallel(rank={self.rank}, size={self.size})"
+        extra = f", overlap=True, bucket_bytes={self.overlapped.bucket_bytes}" if self.overlap else ""
+        return f"DataParallel(rank={self.rank}, size={self.size}{extra})"
 
 
 def data_parallel(distributed: Any) -> DataParallel | None:

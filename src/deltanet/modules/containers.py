@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy
@@ -31,7 +31,21 @@ class Sequential(Module):
     infinity; the modules at positions > 0 get the previous module's output and
     skip that test (see ``Module``, "Finite-input checks"). A module that also
     receives the input (``Sequential(lin, Tanh(), lin)``) keeps it.
+
+    **Backward hook.** ``after_child_backward``, when set to a callable
+    ``hook(i)``, is called after the backward of child ``i`` (forward index:
+    called for ``i = n-1, ..., 0``, and for ``i`` also when that child returned
+    no input gradient and the pass stops there). From then on no later part of
+    this backward pass writes the gradients of the parameters that only
+    children ``i``, ``i+1``, ... hold: a data-parallel trainer starts sending
+    them (:mod:`deltanet.distributed.overlap`). None (the default, a class
+    attribute) costs one attribute read per backward pass. The hook is not part
+    of the model's configuration or state; the data-parallel trainer sets it
+    on the instance for one backward pass and removes it after.
     """
+
+    #: Called as ``hook(i)`` after child ``i``'s backward (see "Backward hook"); None: nothing is called.
+    after_child_backward: Callable[[int], None] | None = None
 
     def __init__(self, *modules: Module) -> None:
         super().__init__()
@@ -89,6 +103,9 @@ class Sequential(Module):
         return x
 
     def backward(self, grad_out: Any) -> Any:
+        hook = self.after_child_backward
+        if hook is not None:
+            return self._backward_hooked(grad_out, hook)
         if not self._has_shared:
             for _, m in reversed(self._children):
                 grad_out = m.backward(grad_out)
@@ -101,6 +118,20 @@ class Sequential(Module):
             for s, state in saved or ():
                 s.__dict__.update(state)     # this use's forward state (shared module)
             grad_out = m.backward(grad_out)
+            if grad_out is None:
+                return None
+        return grad_out
+
+    def _backward_hooked(self, grad_out: Any, hook: Callable[[int], None]) -> Any:
+        """:meth:`backward` with ``hook(i)`` after child ``i``'s backward."""
+        if self._has_shared and self._saved is None:
+            raise self._missing_forward()
+        saved_states = reversed(self._saved) if self._has_shared else [None] * len(self._children)
+        for i, saved in zip(range(len(self._children) - 1, -1, -1), saved_states, strict=True):
+            for s, state in saved or ():
+                s.__dict__.update(state)     # this use's forward state (shared module)
+            grad_out = self._children[i][1].backward(grad_out)
+            hook(i)
             if grad_out is None:
                 return None
         return grad_out

@@ -10,6 +10,7 @@ In code, for the trainer ``t`` of the batch::
     out = t.model.forward(X_B, training=True)            # 1. forward
     loss = t.loss.forward(out, y_B, w_B) + L2 term       # 2. loss (no L2 term when the decay is decoupled)
     t.model.zero_grad(); t.model.backward(t.loss.backward())   # 3. backward: every p.grad = dL_B/dp
+                                                         #    (data-parallel overlap: buckets sent meanwhile)
     all-reduce; gradient_hook; on_after_backward         #    the gradient is complete: hooks may change it
     norm = grad_norm(t.params)                           #    non-finite: divergence
     clip_grad_norm(t.params, t.clip_norm, norm=norm)     #    (optional)
@@ -73,6 +74,8 @@ def train_step(t: Trainer, xb: Any, yb: Any, wb: Any, callbacks: CallbackList) -
     plan = t.fast_path
     plan.zero_grad()
     folded = plan.fold(t.batch, t.n_batches)
+    if t.distributed is not None:           # under overlap: the gradient's buckets are sent as backward fills them
+        t.distributed.begin_backward(t.model, t.params)
     t.model.backward(t.loss.backward())
     if folded:                  # the gradients went straight into the optimizer's state; nothing reads them
         t.optimizer.step()
