@@ -9,6 +9,11 @@
                                                 its stop reason and message
     python mpi_cases.py resume OUT_DIR CASE     1 epoch, a checkpoint (rank 0 writes it), a new trainer from it on
                                                 every rank, the remaining epochs; rank 0 writes OUT_DIR/CASE.npz
+    python mpi_cases.py overlap OUT_DIR CASE... each case under every configuration of OVERLAP (and the models of
+                                                FALLBACK); rank 0 writes OUT_DIR/CASE.CONFIG.npz
+    python mpi_cases.py diverge OUT_DIR [overlap] [first]
+                                                with DataParallel(overlap=True); NaN in epoch 1 batch 0 instead
+    python mpi_cases.py overlap_mismatch        rank 1 without overlap, rank 0 with
 
 The single-process side (the plain trainer, and an emulation of the data-parallel semantics for batch
 normalization and dropout) is in the same file, so both sides build exactly the same run.
@@ -43,6 +48,17 @@ CASES: dict[str, dict[str, Any]] = {
 #: The cases whose single-process counterpart is the plain trainer (no batch norm, no dropout).
 PLAIN = [k for k, c in CASES.items() if not c.get("batch_norm") and not c.get("dropout")]
 SEED, EPOCHS = 7, 3
+#: DataParallel configurations compared with the blocking all-reduce (``overlap=False``): bucket sizes below
+#: one layer (200 B: 25 float64 numbers, the 16x16 weight is 2,048 B) and above the whole buffer.
+OVERLAP: dict[str, dict[str, Any]] = {
+    "blocking": {"overlap": False},
+    "overlap": {"overlap": True},
+    "overlap_wait": {"overlap": True, "progress": "wait"},
+    "bucket_below_layer": {"overlap": True, "bucket_bytes": 200},
+    "bucket_above_buffer": {"overlap": True, "bucket_bytes": 1 << 30},
+}
+OVERLAP_CASES = ["sgd_momentum_equal", "adam_unequal", "adam_last_batch_one_row", "adam_weights_l2_clip_validation",
+                 "batchnorm_dropout_unequal"]
 
 
 def data(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,17 +70,22 @@ def data(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return X, y, w
 
 
-def build(name: str, distributed: Any = None) -> tuple[Any, dict[str, Any]]:
-    """The trainer of case ``name`` (float64) and its ``fit`` arguments."""
+def build(name: str, distributed: Any = None, model: Any = None, fused: bool = True) -> tuple[Any, dict[str, Any]]:
+    """The trainer of case ``name`` (float64) and its ``fit`` arguments (``model``: another model than the case's
+    MLP; ``fused=False``: per-parameter optimizer arrays, no flat buffer)."""
     c = CASES[name]
     X, y, w = data(c["n"])
-    model = dn.mlp([6, 16, 16, 3], batch_norm=c.get("batch_norm", False), dropout=c.get("dropout", 0.0), rng=1,
-                   dtype=np.float64)
+    if model is None:
+        model = dn.mlp([6, 16, 16, 3], batch_norm=c.get("batch_norm", False), dropout=c.get("dropout", 0.0), rng=1,
+                       dtype=np.float64)
     sgd = c["optimizer"] == "sgd"
+    kwargs = {"momentum": 0.9} if sgd else {}
+    if not fused:
+        kwargs["fused"] = False
     trainer = dn.Trainer(model, optimizer=c["optimizer"], lr=0.05 if sgd else 0.01, batch_size=c["batch"],
                          epochs=EPOCHS, seed=SEED, l2=c.get("l2", 0.0), clip_norm=c.get("clip_norm"),
                          schedule=c.get("schedule"), record_layers=c.get("record_layers", True),
-                         optimizer_kwargs={"momentum": 0.9} if sgd else None, distributed=distributed)
+                         optimizer_kwargs=kwargs or None, distributed=distributed)
     fit = {"sample_weight": w if c.get("sample_weight") else None,
            "validation_fraction": c.get("validation_fraction", 0.0)}
     return trainer, {"X": X, "y": y, **fit}
@@ -152,6 +173,45 @@ def _train(out: Path, names: list[str]) -> None:
                      train_loss=np.array(history["train_loss"]), train_accuracy=np.array(history["train_accuracy"]))
 
 
+def _shared_weights_model() -> Any:
+    """A Sequential whose first and third children are one Linear (its parameters final only after child 0)."""
+    rng = np.random.default_rng(3)
+    lin = dn.modules.Linear(6, 6, rng=rng, dtype=np.float64)
+    return dn.modules.Sequential(lin, dn.modules.Tanh(), lin, dn.modules.Linear(6, 3, rng=rng, dtype=np.float64))
+
+
+#: Models and optimizers where overlap falls back (not a Sequential; no flat buffer) or must wait (shared weights).
+FALLBACK: dict[str, dict[str, Any]] = {
+    "not_sequential": {"model": lambda: dn.modules.Residual(
+        dn.mlp([6, 16, 3], rng=1, dtype=np.float64),
+        projection=dn.modules.Linear(6, 3, bias=False, rng=np.random.default_rng(2), dtype=np.float64))},
+    "unfused": {"fused": False},
+    "shared_weights": {"model": _shared_weights_model},
+}
+
+
+def _overlap(out: Path, names: list[str]) -> None:
+    from mpi4py import MPI
+
+    from deltanet.distributed import DataParallel
+
+    comm = MPI.COMM_WORLD
+    runs = [(name, config, OVERLAP[config], {}) for name in names for config in OVERLAP]
+    runs += [(name, f"{kind}_{config}", OVERLAP[config], extra) for name in names[:1] for kind, extra in FALLBACK.items()
+             for config in ("blocking", "overlap", "bucket_below_layer")]
+    for name, config, kwargs, extra in runs:
+        dp = DataParallel(**kwargs)
+        model = extra["model"]() if "model" in extra else None
+        trainer, fit = build(name, distributed=dp, model=model, fused=extra.get("fused", True))
+        trainer.fit(fit.pop("X"), fit.pop("y"), **fit)
+        mine = state(trainer.model)
+        everyone = comm.gather(mine, root=0)
+        if comm.rank == 0:
+            np.savez(out / f"{name}.{config}.npz", weights=mine, spread=max(float(np.abs(w - mine).max()) for w in everyone),
+                     overlapped_steps=dp.overlapped.steps, steps=EPOCHS * trainer.n_batches,
+                     buckets=len(dp.overlapped.buckets))
+
+
 def _resume(out: Path, name: str) -> None:
     from mpi4py import MPI
 
@@ -180,21 +240,35 @@ def _crash() -> None:
     trainer.fit(X, y)
 
 
-def _diverge(out: Path) -> None:
+def _diverge(out: Path, overlap: bool = False, first: bool = False) -> None:
     from mpi4py import MPI
+
+    from deltanet.distributed import DataParallel
+
+    epoch, at = (1, 0) if first else (2, 3)
 
     class Poison(dn.Callback):
         def on_batch_begin(self, trainer: Any, batch: int) -> None:
-            if MPI.COMM_WORLD.rank == 1 and trainer.epoch == 2 and batch == 3:
+            if MPI.COMM_WORLD.rank == 1 and trainer.epoch == epoch and batch == at:
                 trainer.model.parameters()[-1].value[0] = np.inf       # this rank's output goes non-finite
 
     X, y, _ = data(256)
     trainer = dn.Trainer(dn.mlp([6, 16, 3], rng=1, dtype=np.float64), batch_size=64, epochs=5, seed=0,
-                         distributed="mpi", callbacks=[Poison()])
+                         distributed=DataParallel(overlap=overlap, bucket_bytes=256), callbacks=[Poison()])
     history = trainer.fit(X, y)
     rank = MPI.COMM_WORLD.rank        # a file per rank: lines of two ranks forwarded by mpiexec can interleave
     (out / f"rank{rank}.txt").write_text(f"rank {rank}: {history.stop_reason} after {len(history)} epochs: "
                                          f"{history.stop_message}\n")
+
+
+def _overlap_mismatch() -> None:
+    from mpi4py import MPI
+
+    from deltanet.distributed import DataParallel
+
+    X, y, _ = data(100)
+    dp = DataParallel(overlap=MPI.COMM_WORLD.rank == 0)
+    dn.Trainer(dn.mlp([6, 8, 3], rng=1), batch_size=32, epochs=1, distributed=dp).fit(X, y)
 
 
 def _mismatch() -> None:
@@ -213,8 +287,12 @@ if __name__ == "__main__":
         _resume(Path(sys.argv[2]), sys.argv[3])
     elif mode == "crash":
         _crash()
+    elif mode == "overlap":
+        _overlap(Path(sys.argv[2]), sys.argv[3:])
     elif mode == "diverge":
-        _diverge(Path(sys.argv[2]))
+        _diverge(Path(sys.argv[2]), overlap="overlap" in sys.argv[3:], first="first" in sys.argv[3:])
+    elif mode == "overlap_mismatch":
+        _overlap_mismatch()
     elif mode == "mismatch":
         _mismatch()
     else:

@@ -6,6 +6,10 @@ largest difference is 2.2e-16 (float rounding: the gradient is summed over two s
 Batch norm (local batch statistics per rank) and dropout (per-rank masks) do not share the single-process
 semantics: those cases are compared with :func:`mpi_cases.emulate`, one process computing the documented
 semantics shard by shard (measured: bit-identical).
+
+The all-reduce overlapped with the backward (``DataParallel(overlap=True)``, :mod:`deltanet.distributed.overlap`)
+against the blocking one: final weights within rtol 1e-12 (atol 1e-15) in float64; measured bit-identical (on 2
+ranks each element's sum is one addition, whichever bucket carries it).
 """
 
 from __future__ import annotations
@@ -23,12 +27,15 @@ import pytest
 
 import deltanet as dn
 from deltanet.distributed import Shard, data_parallel, shard_bounds
+from deltanet.distributed.overlap import OverlappedAllreduce, plan_buckets, ready_indices
+from deltanet.optim import flatten
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import mpi_cases  # noqa: E402
 
 RTOL, ATOL = 1e-6, 1e-9
+OVERLAP_RTOL, OVERLAP_ATOL = 1e-12, 1e-15
 
 
 # -- without MPI: how batches are cut ------------------------------------------------------------------
@@ -74,6 +81,96 @@ def test_a_missing_mpi4py_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     with pytest.raises(ImportError, match=r"pip install 'deltanet\[mpi\]'"):
         import_mpi()
+
+
+# -- without MPI: the overlap's hook and bucket plan ---------------------------------------------------------
+def _shared_model() -> dn.modules.Sequential:
+    rng = np.random.default_rng(0)
+    lin = dn.modules.Linear(4, 4, rng=rng, dtype=np.float64)
+    return dn.modules.Sequential(lin, dn.modules.Tanh(), lin, dn.modules.Linear(4, 2, rng=rng, dtype=np.float64))
+
+
+@pytest.mark.parametrize("make", [lambda: dn.mlp([4, 8, 8, 2], batch_norm=True, rng=0, dtype=np.float64), _shared_model],
+                         ids=["mlp_batchnorm", "shared_weights"])
+def test_the_backward_hook_runs_after_each_child_and_changes_nothing(make):
+    model, x = make(), np.random.default_rng(1).standard_normal((5, 4))
+    model.forward(x, training=True)
+    model.zero_grad()
+    plain = model.backward(np.ones((5, 2)))
+    grads = [p.grad.copy() for p in model.parameters()]
+    seen, final = [], []
+    ready = ready_indices(model)
+
+    def hook(i):
+        seen.append(i)              # the parameters ready at i hold their final gradient now
+        final.extend(np.array_equal(p.grad, g) for p, g in zip(model.parameters(), grads, strict=True)
+                     if ready[id(p)] == i)
+
+    model.forward(x, training=True)
+    model.zero_grad()
+    model.after_child_backward = hook
+    hooked = model.backward(np.ones((5, 2)))
+    del model.after_child_backward
+    assert seen == list(range(len(model) - 1, -1, -1))
+    assert final and all(final) and len(final) == len(model.parameters())
+    np.testing.assert_array_equal(hooked, plain)
+    for p, g in zip(model.parameters(), grads, strict=True):
+        np.testing.assert_array_equal(p.grad, g)
+    assert type(model).after_child_backward is None
+
+
+def test_a_shared_parameter_is_ready_only_after_its_first_use():
+    model = _shared_model()
+    ready = ready_indices(model)
+    lin, last = model[0], model[3]
+    assert [ready[id(p)] for p in lin.parameters()] == [0, 0] and [ready[id(p)] for p in last.parameters()] == [3, 3]
+
+
+def _plan(bucket_bytes):
+    model = dn.mlp([6, 16, 16, 3], rng=1, dtype=np.float64)       # weights 96, 256, 48; biases 16, 16, 3
+    (buf,) = flatten(model.parameters())
+    return buf, plan_buckets([buf], ready_indices(model), bucket_bytes)
+
+
+@pytest.mark.parametrize("bucket_bytes", [8, 200, 2048, 1 << 30])
+def test_buckets_tile_the_buffer_in_readiness_order(bucket_bytes):
+    buf, buckets = _plan(bucket_bytes)
+    spans = sorted((b.start, b.start + b.view.size) for b in buckets)
+    assert spans[0][0] == 0 and spans[-1][1] == buf.size
+    assert all(a[1] == b[0] for a, b in zip(spans[:-1], spans[1:], strict=True))        # no gap, no overlap
+    assert all(b.view.base is buf.grad and b.view.size * 8 <= max(bucket_bytes, 8) for b in buckets)
+    order = [(b.ready, b.start) for b in buckets]
+    assert order == sorted(order, key=lambda k: (-k[0], -k[1]))                        # last layers first
+    for b in buckets:               # a parameter "2.weight" belongs to child 2: ready after child 2's backward
+        assert b.ready == min(int(p.name.split(".")[0]) for p in b.params)
+
+
+def test_bucket_sizes_below_a_layer_and_above_the_buffer():
+    _, big = _plan(1 << 30)           # one bucket per run of one readiness: W0, W1, W2 | b0, b1, b2
+    assert sorted((b.ready, b.view.size) for b in big) == [(0, 16), (0, 96), (2, 16), (2, 256), (4, 3), (4, 48)]
+    _, small = _plan(200)             # 25 float64 numbers at most: the 256-number weight in 11 equal pieces
+    w1 = [b.view.size for b in small if b.ready == 2 and b.view.size > 16]
+    assert len(w1) == 11 and sum(w1) == 256 and set(w1) == {23, 24}
+    assert len(small) == 4 + 11 + 2 + 3 and max(b.view.size for b in small) == 24
+
+
+def test_overlap_falls_back_where_no_plan_applies():
+    ov = OverlappedAllreduce(comm=None)
+    residual = dn.modules.Residual(dn.mlp([4, 4], rng=0))
+    assert not ov.applies(residual, residual.parameters())
+    model = dn.mlp([4, 8, 2], rng=0)
+    assert not ov.applies(model, model.parameters())           # no flat buffer yet
+    buffers = flatten(model.parameters())             # (held: a buffer lives while its optimizer does)
+    assert ov.applies(model, model.parameters()) and len(ov.buckets) == 4
+    assert not ov.applies(model, model.parameters()[:-1]) and len(buffers) == 1      # a part of a buffer
+
+
+@pytest.mark.parametrize("kwargs, match", [({"bucket_bytes": 0}, "bucket_bytes must be a positive"),
+                                           ({"bucket_bytes": 1.5}, "bucket_bytes must be a positive"),
+                                           ({"progress": "spin"}, "progress must be one of")])
+def test_overlap_settings_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        OverlappedAllreduce(comm=None, **kwargs)
 
 
 # -- under mpiexec ------------------------------------------------------------------------------------------
@@ -164,6 +261,54 @@ def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_the_same_batch(tmp_pa
     assert [v.split(":")[0] for v in lines] == ["rank 0", "rank 1"]
     for v in lines:     # both restore epoch 1's weights and stop in epoch 2, batch 3 (rank 0 sees the NaN gradient)
         assert "diverged after 1 epochs" in v and "epoch 2" in v and "batch 3" in v, v
+
+
+@pytest.fixture(scope="module")
+def overlap_runs(tmp_path_factory):
+    """mpi_cases.OVERLAP_CASES under every configuration of mpi_cases.OVERLAP, and the fallback models (one mpiexec)."""
+    out = tmp_path_factory.mktemp("overlap")
+    done = _launch(sys.executable, str(HERE / "mpi_cases.py"), "overlap", str(out), *mpi_cases.OVERLAP_CASES)
+    assert done.returncode == 0, done.stderr
+    return {f.name[:-len(".npz")]: dict(np.load(f)) for f in out.glob("*.npz")}
+
+
+@pytest.mark.parametrize("config", [k for k in mpi_cases.OVERLAP if k != "blocking"])
+@pytest.mark.parametrize("name", mpi_cases.OVERLAP_CASES)
+def test_overlap_gives_the_weights_of_the_blocking_all_reduce(overlap_runs, name, config):
+    got, ref = overlap_runs[f"{name}.{config}"], overlap_runs[f"{name}.blocking"]
+    np.testing.assert_allclose(got["weights"], ref["weights"], rtol=OVERLAP_RTOL, atol=OVERLAP_ATOL)
+    assert float(got["spread"]) == 0.0 and int(ref["overlapped_steps"]) == 0
+    assert int(got["overlapped_steps"]) == int(got["steps"]) > 0          # every step went through the buckets
+    expected = {"bucket_above_buffer": 6, "bucket_below_layer": 20}.get(config)
+    if expected and "batchnorm" not in name:
+        assert int(got["buckets"]) == expected
+
+
+@pytest.mark.parametrize("kind, overlapped", [("not_sequential", False), ("unfused", False), ("shared_weights", True)])
+def test_overlap_falls_back_or_waits_for_shared_weights(overlap_runs, kind, overlapped):
+    name = mpi_cases.OVERLAP_CASES[0]
+    ref = overlap_runs[f"{name}.{kind}_blocking"]
+    for config in ("overlap", "bucket_below_layer"):
+        got = overlap_runs[f"{name}.{kind}_{config}"]
+        np.testing.assert_allclose(got["weights"], ref["weights"], rtol=OVERLAP_RTOL, atol=OVERLAP_ATOL)
+        assert int(got["overlapped_steps"]) == (int(got["steps"]) if overlapped else 0)
+
+
+@pytest.mark.parametrize("args", [("overlap",), ("overlap", "first")], ids=["epoch2_batch3", "first_batch"])
+def test_a_nan_step_under_overlap_stops_every_rank_at_the_same_batch(tmp_path, args):
+    done = _launch(sys.executable, str(HERE / "mpi_cases.py"), "diverge", str(tmp_path), *args, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = sorted((tmp_path / f"rank{r}.txt").read_text().strip() for r in (0, 1) if (tmp_path / f"rank{r}.txt").exists())
+    assert [v.split(":")[0] for v in lines] == ["rank 0", "rank 1"]
+    where = ("epoch 1", "batch 0", "after 0 epochs") if "first" in args else ("epoch 2", "batch 3", "after 1 epochs")
+    for v in lines:
+        assert "diverged" in v and all(w in v for w in where), v
+
+
+def test_ranks_that_disagree_on_overlap_are_refused():
+    done = _launch(sys.executable, str(HERE / "mpi_cases.py"), "overlap_mismatch", timeout=60)
+    assert done.returncode != 0
+    assert "must train the same model on the same data" in done.stderr and "no overlap" in done.stderr
 
 
 def test_ranks_with_different_data_are_refused():

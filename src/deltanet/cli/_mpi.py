@@ -25,7 +25,8 @@ class MPIRun:
     Attributes
     ----------
     dp : deltanet.distributed.DataParallel
-        The trainer's ``distributed`` argument.
+        The trainer's ``distributed`` argument (``overlap``: ``--mpi-overlap``/``--no-mpi-overlap``, None: the
+        default).
     ranks_here : int
         Ranks on this machine.
     threads : int or None
@@ -36,10 +37,10 @@ class MPIRun:
         end together.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, overlap: bool | None = None) -> None:
         from ..distributed import DataParallel, local_size, threads_per_rank
 
-        self.dp = DataParallel()
+        self.dp = DataParallel() if overlap is None else DataParallel(overlap=overlap)
         self.ranks_here = local_size(self.dp.comm)
         self.threads = threads_per_rank(self.ranks_here)
         self.trained = False
@@ -76,7 +77,7 @@ def run_on_ranks(command: Callable[[argparse.Namespace, MPIRun], int | None], ar
     """Run ``command(args, job)`` on this rank; every failure ends the whole job with one line naming the rank."""
     from ..distributed import abort_message
 
-    job = MPIRun()
+    job = MPIRun(overlap=getattr(args, "mpi_overlap", None))       # deltanet train --mpi-overlap
     if not job.is_root:
         args.quiet = True
     try:

@@ -83,6 +83,10 @@ def add_parser(sub: Any) -> None:
     out.add_argument("--resume", metavar="RUN_DIR",
                      help="continue an interrupted or killed run from its last checkpoint (or from the start if it "
                      "has none), with the settings of RUN_DIR/config.toml; the result is the same as an uninterrupted run")
+    mpi = p.add_argument_group("data-parallel (under mpiexec -n N)")
+    mpi.add_argument("--mpi-overlap", action=argparse.BooleanOptionalAction, default=None,
+                     help="send the gradient in buckets during the backward pass instead of in one all-reduce after "
+                     "it (the same result; default: off, measured no faster on one machine); ignored without mpiexec")
     p.set_defaults(func=run)
 
 
