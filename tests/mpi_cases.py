@@ -12,7 +12,7 @@
     python mpi_cases.py overlap OUT_DIR CASE... each case under every configuration of OVERLAP (and the models of
                                                 FALLBACK); rank 0 writes OUT_DIR/CASE.CONFIG.npz
     python mpi_cases.py diverge OUT_DIR [overlap] [first]
-                                                with DataParallel(overlap=True); NaN in epoch 1 batch 0 instead
+                                                with DataParallel(overlap=True); NaN in epoch 1 batch 1 (the first step) instead
     python mpi_cases.py overlap_mismatch        rank 1 without overlap, rank 0 with
 
 The single-process side (the plain trainer, and an emulation of the data-parallel semantics for batch
@@ -245,7 +245,7 @@ def _diverge(out: Path, overlap: bool = False, first: bool = False) -> None:
 
     from deltanet.distributed import DataParallel
 
-    epoch, at = (1, 0) if first else (2, 3)
+    epoch, at = (1, 1) if first else (2, 3)       # (epochs and batches count from 1)
 
     class Poison(dn.Callback):
         def on_batch_begin(self, trainer: Any, batch: int) -> None:
