@@ -335,9 +335,12 @@ def test_mpiexec_deltanet_train_writes_one_run_directory_with_the_single_process
         assert main([*CLI, "--name", "one", "--quiet"]) == 0
     finally:
         os.chdir(cwd)
-    two, one = (dn.load(tmp_path / "runs" / d / "model.safetensors") for d in ("mpi", "one"))
-    for p, q in zip(two.parameters(), one.parameters(), strict=True):
+    done = _launch(sys.executable, "-m", "deltanet", *CLI, "--name", "overlap", "--mpi-overlap", "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    two, overlapped, one = (dn.load(tmp_path / "runs" / d / "model.safetensors") for d in ("mpi", "overlap", "one"))
+    for p, q, o in zip(two.parameters(), one.parameters(), overlapped.parameters(), strict=True):
         np.testing.assert_allclose(p.value, q.value, rtol=RTOL, atol=ATOL)
+        np.testing.assert_allclose(o.value, p.value, rtol=OVERLAP_RTOL, atol=OVERLAP_ATOL)
     m2, m1 = (json.loads((tmp_path / "runs" / d / "metrics.json").read_text()) for d in ("mpi", "one"))
     assert m2["test_accuracy"] == m1["test_accuracy"] and m2["epochs"] == m1["epochs"] == 3
 

@@ -57,6 +57,8 @@ class MPIRun:
         threads = (f"{self.threads} BLAS thread{'s' if self.threads != 1 else ''} per rank" if self.threads is not None
                    else "BLAS threads from OMP_NUM_THREADS/OPENBLAS_NUM_THREADS")
         line = f"data-parallel: {size} MPI ranks, global batch {batch_size} ({per_rank} rows per rank), {threads}"
+        if self.dp.overlap:
+            line += f", all-reduce overlapped with the backward ({self.dp.overlapped.bucket_bytes / 2**20:g} MiB buckets)"
         cores = os.cpu_count() or 1
         if self.ranks_here > cores:
             line += f"; warning: {self.ranks_here} ranks share {cores} cores on this machine (use mpiexec -n <= {cores})"

@@ -1,6 +1,14 @@
 r"""The gradient all-reduce overlapped with the backward pass: buckets of the flat buffer sent as they fill.
 
-Why (measured, ``benchmarks/results/mpi.md``): MEASURED_REASON
+Why: across machines the network card moves a bucket's bytes while the cores compute the layers still to
+come, so up to the backward's share of the step (about 2/3: the weight and input gradients of every
+layer) can hide the all-reduce (the README's "On paper, for a cluster"). Measured on one 2-core machine
+(``python benchmarks/bench_mpi.py --overlap``, ``benchmarks/results/mpi.md``, 2 ranks, 784-1024-1024-10,
+Adam) it does not pay: 0.97-0.98x of the blocking all-reduce's speed with 4 MiB buckets and tests after each
+layer, 0.95-0.98x without the tests, 0.50-0.61x with MPICH's progress thread (it needs a core of its own).
+Over shared memory the all-reduce is copying done by the ranks' own cores, so it is interleaved with the
+backward, not run beside it; and most of the exposed time is waiting for the slower rank. Hence
+``DataParallel(overlap=False)`` by default, and ``progress="test"``, 4 MiB buckets when it is on.
 
 How. Backward runs from the last child of the model's ``Sequential`` to the
 first; once child ``i``'s backward has returned, every parameter that only
