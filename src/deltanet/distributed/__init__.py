@@ -4,7 +4,10 @@ Every rank holds the same model and the whole training set, draws the same
 shuffle, and computes its shard of every global batch (rows ``[start_r, end_r)``,
 :mod:`.sharding`); one all-reduce of the flat gradient buffer between backward
 and the optimizer step gives every rank the global batch's gradient
-(:mod:`.gradients`), so every rank takes the same step. The library call::
+(:mod:`.gradients`), so every rank takes the same step; with
+``DataParallel(overlap=True)`` the buffer goes in buckets during the backward
+instead (:mod:`.overlap`; same result, off by default: no faster on one
+machine). The library call::
 
     trainer = Trainer(model, optimizer="adam", batch_size=64, distributed="mpi")
     trainer.fit(X, y)            # on every rank, under: mpiexec -n 4 python train.py
