@@ -19,7 +19,8 @@ holds what makes it fast; each module opens with its measured reason:
 
 - :func:`fused_step` (``Optimizer.__init__``), :func:`fast_path` (``Trainer.fit``),
   :func:`predict_chunks` (``deltanet.predict``), :func:`flat_grads` (``grad_norm`` and
-  ``clip_grad_norm``), :func:`kernel` (the modules' elementwise passes: ``Dropout``, ``BatchNorm``),
+  ``clip_grad_norm``), :func:`flat_buffers` (the data-parallel overlap's bucket plan),
+  :func:`kernel` (the modules' elementwise passes: ``Dropout``, ``BatchNorm``),
   and the re-exported :class:`FlatBuffer` / :func:`flatten`;
 - on the math side, plain attributes the fast path sets and restores:
   ``Parameter.sink`` (a :class:`~deltanet.parameter.GradientSink`),
@@ -43,7 +44,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from .flat import FlatBuffer, flat_grads, flatten
+from .flat import FlatBuffer, flat_buffers, flat_grads, flatten
 
 if TYPE_CHECKING:
     from .fused import FusedStep
@@ -132,5 +133,5 @@ def kernel(name: str, *arrays: Any) -> Any:
     return getattr(module, function, None)
 
 
-__all__ = ["ELEMENTWISE", "ELEMENTWISE_MIN_SIZE", "FlatBuffer", "fast_enabled", "fast_path", "flat_grads", "flatten", "fused_step", "kernel",
+__all__ = ["ELEMENTWISE", "ELEMENTWISE_MIN_SIZE", "FlatBuffer", "fast_enabled", "fast_path", "flat_buffers", "flat_grads", "flatten", "fused_step", "kernel",
            "predict_chunks", "set_fast_enabled"]

@@ -59,7 +59,7 @@ from typing import Any, NamedTuple
 
 import numpy
 
-from ..accel.flat import FlatBuffer, flat_buffers
+from ..accel import FlatBuffer, flat_buffers
 from ..modules.containers import Sequential
 from ..parameter import Parameter
 from .comm import Communicator
