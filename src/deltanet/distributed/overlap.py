@@ -153,6 +153,7 @@ class OverlappedAllreduce:
         self.seconds = 0.0
         self.buckets: list[Bucket] = []
         self._key: tuple[Any, ...] | None = None
+        self._planned: Sequential | None = None     # the model the plan was made for
         self._buffers: list[FlatBuffer] = []
         self._model: Sequential | None = None      # armed: the model whose hook is set
         self._fraction = 1.0
@@ -166,8 +167,8 @@ class OverlappedAllreduce:
         parameter in an intact flat buffer); builds or reuses the plan. Alike on every rank."""
         if not isinstance(model, Sequential) or not params:
             return False
-        key = (id(model), len(model), *map(id, params))
-        if key == self._key and all(buf.is_bound() for buf in self._buffers):
+        key = (len(model), *map(id, params))       # with the model itself: its object, not its id, is kept
+        if self._planned is model and key == self._key and all(buf.is_bound() for buf in self._buffers):
             return True
         buffers = flat_buffers(params)
         if buffers is None:
@@ -175,7 +176,7 @@ class OverlappedAllreduce:
             return False
         self._buffers = buffers
         self.buckets = plan_buckets(buffers, ready_indices(model), self.bucket_bytes)
-        self._key = key
+        self._key, self._planned = key, model
         return True
 
     # -- one step -------------------------------------------------------------------------------------
