@@ -148,7 +148,7 @@ def _markdown(one: dict[str, Any], two: dict[str, Any], args: argparse.Namespace
     lines = [
         "# Data-parallel training over MPI: 1 process vs 2 ranks",
         "",
-        f"`python benchmarks/bench_mpi.py` on {platform.machine()} with {cores} cores ({platform.processor() or 'cpu'}), "
+        f"`python benchmarks/bench_mpi.py{' --overlap' if args.overlap else ''}` on {platform.machine()} with {cores} cores ({platform.processor() or 'cpu'}), "
         f"Python {platform.python_version()}, NumPy {np.__version__}, MPICH via mpi4py.",
         "",
         f"Network {'-'.join(map(str, SIZES))} (ReLU, float32, {n_params:,} parameters), Adam, {args.rows} random "
