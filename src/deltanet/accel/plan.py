@@ -101,6 +101,61 @@ def targets_prechecked(loss: Any) -> Any:
     return overriding([loss], "check_targets", False)
 
 
+#: The activations a Linear's bias moves into (:func:`bias_in_activations`), by ``Activation.kernel_name``: those
+#: whose compiled forward beats NumPy's. tanh and sigmoid have kernels too, but lose in the forward: the C
+#: library's ``tanh`` and ``exp`` run one value at a time where NumPy's are vectorized
+#: (``benchmarks/results/kernels.md``).
+BIAS_MOVES_INTO = ("relu", "leaky_relu")
+
+#: A fit of at least this many batches (epochs x batches per epoch) loads Numba for the kernels of
+#: :data:`deltanet.accel.PER_CALL` if nothing else has: importing it costs ~0.3 s, which their ~30 us per batch
+#: of a small network repay after about 10,000 batches (``benchmarks/results/kernels_train.md``).
+PER_CALL_MIN_BATCHES = 10_000
+
+
+def bias_pairs(model: Module) -> list[tuple[Linear, Any]]:
+    """The ``(Linear, activation)`` pairs of ``model`` whose bias may move into the activation: a ``Linear`` with a
+    bias of a dtype the compiled kernels take, directly followed in a ``Sequential`` by an activation named in
+    :data:`BIAS_MOVES_INTO`, each of the two appearing once in the model (a shared module is left alone)."""
+    from ..modules.activations import Activation
+    from ..modules.containers import Sequential
+    from . import kernels
+
+    counts: dict[int, int] = {}
+    for m in model.modules():
+        counts[id(m)] = counts.get(id(m), 0) + 1
+    pairs = []
+    for m in model.modules():
+        if type(m) is not Sequential:
+            continue
+        children = m.children()
+        for a, b in zip(children, children[1:], strict=False):
+            if (type(a) is Linear and a.bias is not None and isinstance(b, Activation)
+                    and b.kernel_name in BIAS_MOVES_INTO and counts[id(a)] == counts[id(b)] == 1
+                    and kernels.family(a.bias.value) == "numba"):
+                pairs.append((a, b))
+    return pairs
+
+
+@contextmanager
+def bias_in_activations(model: Module) -> Iterator[None]:
+    """Within the block, each pair of :func:`bias_pairs` adds the Linear's bias in the activation's pass.
+
+    The Linear computes ``z = x W^T`` and the activation ``h = sigma(z + b)``; its
+    backward forms ``delta = dL/dh * sigma'`` and ``dL/db = sum_n delta`` together
+    (``Linear.adds_bias`` False, ``Activation.bias`` the Linear's bias): one
+    compiled pass each way instead of two or three NumPy passes and a product
+    (:mod:`deltanet.accel.kernels.activation`). The same numbers to float
+    rounding; prediction (``Linear.affine``) is unchanged.
+    """
+    pairs = bias_pairs(model)
+    with ExitStack() as stack:
+        stack.enter_context(overriding([lin for lin, _ in pairs], "adds_bias", False))
+        for lin, act in pairs:
+            stack.enter_context(overriding([act], "bias", lin.bias))
+        yield
+
+
 class FastPath:
     """The fast-path decisions for one ``Trainer.fit``.
 
@@ -154,9 +209,22 @@ class FastPath:
                 folding.disarm(engine)
                 stack.enter_context(overriding([engine], "auto_fold", False))
             stack.enter_context(without_input_gradient(t.model))
+            stack.enter_context(bias_in_activations(t.model))
+            self.load_per_call_kernels()
             stack.enter_context(input_prechecked(t.model))
             stack.enter_context(targets_prechecked(t.loss))
             yield
+
+    def load_per_call_kernels(self) -> bool:
+        """Load Numba for the :data:`~deltanet.accel.PER_CALL` kernels when this fit runs at least
+        :data:`PER_CALL_MIN_BATCHES` batches (see there); True if Numba is loaded."""
+        from . import kernels
+
+        t = self.trainer
+        n = (getattr(t, "final_epoch", 0) - getattr(t, "epoch", 0)) * getattr(t, "n_batches", 0)
+        if not kernels.numba_loaded() and n >= PER_CALL_MIN_BATCHES and kernels.enabled():
+            kernels.load("softmax_ce")
+        return kernels.numba_loaded()
 
     def zero_grad(self) -> None:
         """Zero the gradients (through the optimizer's flat parameter list when it holds the model's)."""
@@ -171,4 +239,5 @@ class FastPath:
                 and getattr(self.trainer, "distributed", None) is None and self.trainer.optimizer.fold_gradients())
 
 
-__all__ = ["FastPath", "input_prechecked", "overriding", "targets_prechecked", "without_input_gradient"]
+__all__ = ["BIAS_MOVES_INTO", "PER_CALL_MIN_BATCHES", "FastPath", "bias_in_activations", "bias_pairs",
+           "input_prechecked", "overriding", "targets_prechecked", "without_input_gradient"]

@@ -87,13 +87,13 @@ def takes(z: Any) -> bool:
     return z.ndim == 2 and z.size > 0
 
 
-def loss_and_grad(z: Any, labels: Any, w: Any = None, total: Any = None) -> tuple[float, Any]:
+def loss_and_grad(z: Any, labels: Any, w: Any = None, total: Any = None) -> tuple[Any, Any]:
     """``(numerator, grad)`` for logits ``z`` of shape ``(n, C)`` and valid integer labels of shape ``(n,)``:
-    ``sum_b l_b`` (``sum_b w_b l_b`` with weights ``w`` of ``z``'s dtype and their sum ``total``) as a float, and
+    ``sum_b l_b`` (``sum_b w_b l_b`` with weights ``w`` of ``z``'s dtype and their sum ``total``), a NumPy float64, and
     dL/dz, a new array of ``z``'s memory order. See the module's docstring."""
     t = z.dtype.type
     grad = np.empty_like(z)
-    labels = np.ascontiguousarray(labels)
+    labels = np.ascontiguousarray(labels) if labels.dtype.kind in "iu" else labels.astype(np.intp)
     n = z.shape[0]
     weighted = w is not None
     if not weighted:
@@ -104,7 +104,7 @@ def loss_and_grad(z: Any, labels: Any, w: Any = None, total: Any = None) -> tupl
             num = _rows_parallel(*args)
     else:
         num = _rows_serial(*args)
-    return float(num), grad
+    return np.float64(num), grad
 
 
 __all__ = ["loss_and_grad", "takes"]
