@@ -49,8 +49,7 @@ class Activation(Module):
     #: uses it too. :func:`deltanet.predict` applies them in place on a layer's output.
     apply: Any = None
     #: The bias of the Linear layer just before, while the fast path has moved it here (see the module's
-    #: docstring; a hook, like ``Linear.input_grad``): ``forward`` maps ``z + b`` -- in place, ``z`` being
-    #: that layer's new output -- and ``backward`` also adds dL/db = sum_n delta to its gradient. None: the
+    #: docstring; a hook, like ``Linear.input_grad``): ``forward`` maps ``z + b`` and ``backward`` also adds dL/db = sum_n delta to its gradient. None: the
     #: plain map. Only subclasses with a :attr:`kernel_name` take it.
     bias: Parameter | None = None
     #: This map's name in the bias + activation kernels (:data:`deltanet.accel.kernels.activation.CODES`), and
@@ -65,7 +64,7 @@ class Activation(Module):
             return self.apply(x)
         kernel = accel.kernel("bias_activation", x)
         if kernel is not None:
-            return kernel(x, self.bias.value, self.kernel_name, self.kernel_alpha, out=x)
+            return kernel(x, self.bias.value, self.kernel_name, self.kernel_alpha)   # a new array: see its out
         x += self.bias.value                  # z + b: the Linear's own line, moved here
         return self.apply(x, out=x)
 

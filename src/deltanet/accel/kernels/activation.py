@@ -191,9 +191,12 @@ def _run(parallel_kernel: Any, serial_kernel: Any, size: int, *args: Any) -> Non
 
 
 def forward(z: Any, b: Any, name: str, alpha: float = 0.0, out: Any = None) -> Any:
-    """``sigma(z + b)`` for ``z`` of shape ``(n, d)`` and ``b`` of shape ``(d,)``, into ``out`` (which may be ``z``
-    itself; default: a new array of ``z``'s memory order). ``name`` is a key of :data:`CODES`; ``alpha`` is
-    LeakyReLU's slope."""
+    """``sigma(z + b)`` for ``z`` of shape ``(n, d)`` and ``b`` of shape ``(d,)``, into ``out`` (default: a new
+    array of ``z``'s memory order). ``name`` is a key of :data:`CODES`; ``alpha`` is LeakyReLU's slope.
+
+    ``out`` may be ``z`` itself, but a new array is faster: with the input and output at one address the
+    compiler's vectorized loop does not run (its test for overlapping arrays fails), and the scalar one takes
+    twice as long at (128, 512) and ten times as long on 10,000 rows (measured: a fit's per-epoch metrics)."""
     if out is None:
         out = np.empty_like(z)
     t = z.dtype.type
