@@ -19,11 +19,14 @@ holds what makes it fast; each module opens with its measured reason:
 
 - :func:`fused_step` (``Optimizer.__init__``), :func:`fast_path` (``Trainer.fit``),
   :func:`predict_chunks` (``deltanet.predict``), :func:`flat_grads` (``grad_norm`` and
-  ``clip_grad_norm``), :func:`kernel` (the modules' elementwise passes: ``Dropout``, ``BatchNorm``),
+  ``clip_grad_norm``), :func:`kernel` (the modules' elementwise passes: ``Dropout``, ``BatchNorm``,
+  the activations that hold a Linear's moved bias, ``SoftmaxCrossEntropy``'s labels path),
   and the re-exported :class:`FlatBuffer` / :func:`flatten`;
 - on the math side, plain attributes the fast path sets and restores:
   ``Parameter.sink`` (a :class:`~deltanet.parameter.GradientSink`),
-  ``Module.check_finite_input``, ``Linear.input_grad``, ``Loss.check_targets``.
+  ``Module.check_finite_input``, ``Linear.input_grad``, ``Loss.check_targets``, and for the fused
+  Linear + activation pairs ``Linear.adds_bias`` with ``Activation.bias``
+  (:func:`deltanet.accel.plan.bias_in_activations`).
 
 Switches (read once per process, at first use; :func:`set_fast_enabled` for tests):
 

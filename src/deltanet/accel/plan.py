@@ -10,8 +10,22 @@ measured in ``benchmarks/results/measurements.md``). Each decision below
 names what would read the skipped result and keeps it whenever something does.
 
 The math side exposes plain attributes for this (``Linear.input_grad``,
-``Module.check_finite_input``, ``Loss.check_targets``), set here for the
-duration of a block and put back on exit by :func:`overriding`.
+``Module.check_finite_input``, ``Loss.check_targets``, ``Linear.adds_bias``
+with ``Activation.bias``), set here for the duration of a block and put back
+on exit by :func:`overriding`.
+
+**Work fused across two modules.** A Linear's bias addition belongs to the
+Linear and the pass that maps ``z`` to the activation; the two become one
+compiled pass each way only for a fit, by this plan's decision
+(:func:`bias_in_activations`): the Linear leaves ``+ b`` and ``dL/db`` out, the
+ReLU (or LeakyReLU) after it adds ``b`` in its forward and forms ``dL/db``
+with its derivative. Each module's code still reads as its own formulas; the
+pair's kernels (:mod:`deltanet.accel.kernels.activation`) are tested equal to
+them, and without a kernel for the arrays (CuPy, another dtype) the moved
+bias runs the same formulas in NumPy. tanh and sigmoid keep their bias in the
+Linear: their kernels lose (``benchmarks/results/kernels.md``). The per-call
+kernels (these and the softmax cross-entropy) run for small arrays only once
+Numba is loaded; a fit of :data:`PER_CALL_MIN_BATCHES` batches or more loads it.
 
 **In the trainer's history.** What the batches may skip where nothing reads it is
 decided once per ``fit`` by :class:`deltanet.accel.plan.FastPath` (off
@@ -108,9 +122,10 @@ def targets_prechecked(loss: Any) -> Any:
 BIAS_MOVES_INTO = ("relu", "leaky_relu")
 
 #: A fit of at least this many batches (epochs x batches per epoch) loads Numba for the kernels of
-#: :data:`deltanet.accel.PER_CALL` if nothing else has: importing it costs ~0.3 s, which their ~30 us per batch
-#: of a small network repay after about 10,000 batches (``benchmarks/results/kernels_train.md``).
-PER_CALL_MIN_BATCHES = 10_000
+#: :data:`deltanet.accel.PER_CALL` if nothing else has (the optimizers' kernel loads it from 65,536 parameters
+#: on): importing Numba and loading these kernels from the disk cache take ~0.7 s, which their ~7 us per batch
+#: of a 64-32-10 network at batch 32 repay after about 100,000 batches (``benchmarks/results/kernels_train.md``).
+PER_CALL_MIN_BATCHES = 100_000
 
 
 def bias_pairs(model: Module) -> list[tuple[Linear, Any]]:
