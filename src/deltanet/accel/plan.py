@@ -224,18 +224,22 @@ class FastPath:
                 folding.disarm(engine)
                 stack.enter_context(overriding([engine], "auto_fold", False))
             stack.enter_context(without_input_gradient(t.model))
-            stack.enter_context(bias_in_activations(t.model))
-            self.load_per_call_kernels()
+            if self.load_per_call_kernels():    # else the pairs' kernels would not run at a small network's sizes
+                stack.enter_context(bias_in_activations(t.model))
             stack.enter_context(input_prechecked(t.model))
             stack.enter_context(targets_prechecked(t.loss))
             yield
 
     def load_per_call_kernels(self) -> bool:
-        """Load Numba for the :data:`~deltanet.accel.PER_CALL` kernels when this fit runs at least
-        :data:`PER_CALL_MIN_BATCHES` batches (see there); True if Numba is loaded."""
+        """Load Numba for the :data:`~deltanet.accel.PER_CALL` kernels when the optimizer's own kernel will load it
+        (at its first step) or this fit runs at least :data:`PER_CALL_MIN_BATCHES` batches (see there); True if
+        Numba is loaded."""
         from . import kernels
 
         t = self.trainer
+        engine = getattr(t.optimizer, "engine", None)
+        if engine is not None and not kernels.numba_loaded():
+            engine.compiled_kernel()          # loads the optimizer's kernel, and Numba, where its step will
         n = (getattr(t, "final_epoch", 0) - getattr(t, "epoch", 0)) * getattr(t, "n_batches", 0)
         if not kernels.numba_loaded() and n >= PER_CALL_MIN_BATCHES and kernels.enabled():
             kernels.load("softmax_ce")
