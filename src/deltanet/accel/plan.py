@@ -123,8 +123,9 @@ BIAS_MOVES_INTO = ("relu", "leaky_relu")
 
 #: A fit of at least this many batches (epochs x batches per epoch) loads Numba for the kernels of
 #: :data:`deltanet.accel.PER_CALL` if nothing else has (the optimizers' kernel loads it from 65,536 parameters
-#: on): importing Numba and loading these kernels from the disk cache take ~0.7 s, which their ~7 us per batch
-#: of a 64-32-10 network at batch 32 repay after about 100,000 batches (``benchmarks/results/kernels_train.md``).
+#: on): importing Numba and loading these kernels from the disk cache take ~0.7 s, and they save 1-7 us of the
+#: ~100 us of a 64-32-10 network's batch of 32, at least 100,000 batches to repay it
+#: (``benchmarks/results/kernels_train.md``).
 PER_CALL_MIN_BATCHES = 100_000
 
 
