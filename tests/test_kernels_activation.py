@@ -138,20 +138,23 @@ def network(act, dtype, seed=0):
                          act(), dn.Linear(5, 3, rng=seed + 2, dtype=dtype))
 
 
+def moved(net):
+    """The block with both pairs of :func:`network` moved (the kernels where they run, else the plain formulas)."""
+    return plan.bias_in_activations(net, [(net[0], net[1]), (net[2], net[3])])
+
+
 @pytest.mark.parametrize("act", [dn.ReLU, lambda: dn.LeakyReLU(0.05), dn.Tanh])
 @pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_the_moved_bias_gives_the_plain_pair_s_numbers(act, order, dtype, monkeypatch):
-    monkeypatch.setattr(plan, "BIAS_MOVES_INTO", ("relu", "leaky_relu", "tanh"))
+def test_the_moved_bias_gives_the_plain_pair_s_numbers(act, order, dtype, both_kernel_paths):
     rng = np.random.default_rng(1)
     x = layout(rng.standard_normal((11, 6)).astype(dtype), order)
     g = rng.standard_normal((11, 3)).astype(dtype)
     results = []
-    for moved in (False, True):
+    for move in (False, True):
         net = network(act, dtype)
-        if moved:
-            assert len(plan.bias_pairs(net)) == 2
-            with plan.bias_in_activations(net):
+        if move:
+            with moved(net):
                 assert not net[0].adds_bias and net[1].bias is net[0].bias
                 out = net.forward(x, training=True)
                 net.zero_grad()
@@ -171,23 +174,23 @@ def test_the_moved_bias_gives_the_plain_pair_s_numbers(act, order, dtype, monkey
 def test_the_moved_bias_without_the_kernel_runs_the_plain_formulas(monkeypatch):
     monkeypatch.setattr(accel, "kernel", lambda name, *arrays: None)
     x = np.random.default_rng(2).standard_normal((7, 6))
-    plain, moved = network(dn.ReLU, np.float64), network(dn.ReLU, np.float64)
+    plain, shifted = network(dn.ReLU, np.float64), network(dn.ReLU, np.float64)
     want = plain.forward(x, training=True)
     plain.backward(np.ones_like(want))
-    with plan.bias_in_activations(moved):
-        got = moved.forward(x, training=True)
-        moved.backward(np.ones_like(got))
+    with moved(shifted):
+        got = shifted.forward(x, training=True)
+        shifted.backward(np.ones_like(got))
     np.testing.assert_allclose(got, want, rtol=1e-14)
-    for a, b in zip(moved.parameters(), plain.parameters(), strict=True):
+    for a, b in zip(shifted.parameters(), plain.parameters(), strict=True):
         np.testing.assert_allclose(a.grad, b.grad, rtol=1e-14, atol=1e-15)
 
 
-def test_gradcheck_in_float64_with_the_moved_bias():
+def test_gradcheck_in_float64_with_the_moved_bias(both_kernel_paths):
     net = network(lambda: dn.LeakyReLU(0.1), np.float64, seed=4)
     x = np.random.default_rng(5).standard_normal((8, 6))
     labels = np.arange(8) % 3
     loss = dn.losses.SoftmaxCrossEntropy()
-    with plan.bias_in_activations(net):
+    with moved(net):
         loss.forward(net.forward(x, training=True), labels)
         net.zero_grad()
         net.backward(loss.backward())
@@ -210,6 +213,9 @@ def test_only_plain_pairs_in_a_sequential_move_their_bias():
     net = dn.Sequential(dn.Linear(4, 4, rng=0), shared, dn.Linear(4, 4, rng=1), shared,
                         dn.Linear(4, 4, bias=False, rng=2), dn.ReLU(), dn.Linear(4, 3, rng=3), dn.Sigmoid())
     assert plan.bias_pairs(net) == []                 # shared activation, no bias, sigmoid (not in BIAS_MOVES_INTO)
+    if accel.kernels.set_enabled(True):
+        pairs = plan.bias_pairs(network(dn.ReLU, np.float64))
+        assert [(type(a), type(b)) for a, b in pairs] == [(dn.Linear, dn.ReLU)] * 2
     accel.kernels.set_enabled(False)
     try:
         assert plan.bias_pairs(network(dn.ReLU, np.float64)) == []    # kernels off: nothing moves

@@ -154,8 +154,9 @@ def bias_pairs(model: Module) -> list[tuple[Linear, Any]]:
 
 
 @contextmanager
-def bias_in_activations(model: Module) -> Iterator[None]:
-    """Within the block, each pair of :func:`bias_pairs` adds the Linear's bias in the activation's pass.
+def bias_in_activations(model: Module, pairs: list[tuple[Linear, Any]] | None = None) -> Iterator[None]:
+    """Within the block, each pair of :func:`bias_pairs` (or of ``pairs``) adds the Linear's bias in the
+    activation's pass.
 
     The Linear computes ``z = x W^T`` and the activation ``h = sigma(z + b)``; its
     backward forms ``delta = dL/dh * sigma'`` and ``dL/db = sum_n delta`` together
@@ -164,7 +165,7 @@ def bias_in_activations(model: Module) -> Iterator[None]:
     (:mod:`deltanet.accel.kernels.activation`). The same numbers to float
     rounding; prediction (``Linear.affine``) is unchanged.
     """
-    pairs = bias_pairs(model)
+    pairs = bias_pairs(model) if pairs is None else pairs
     with ExitStack() as stack:
         stack.enter_context(overriding([lin for lin, _ in pairs], "adds_bias", False))
         for lin, act in pairs:
