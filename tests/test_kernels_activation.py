@@ -76,18 +76,6 @@ def test_outputs_keep_the_memory_order_and_may_overwrite_the_input(order):
     np.testing.assert_array_equal(z, want)
 
 
-def test_the_parallel_builds_give_the_same_numbers(monkeypatch):
-    for kind in ("C", "F"):
-        z, g, b = data((300, 70), np.float64, kind)
-        serial = A.forward(z, b, "leaky_relu", 0.2), *A.backward(g, np.maximum(z, 0.2 * z), "leaky_relu", 0.2)
-        monkeypatch.setattr(A.compiled, "PARALLEL_MIN_SIZE", 0)
-        parallel = A.forward(z, b, "leaky_relu", 0.2), *A.backward(g, np.maximum(z, 0.2 * z), "leaky_relu", 0.2)
-        monkeypatch.undo()
-        monkeypatch.setattr(accel, "ELEMENTWISE_MIN_SIZE", 0)
-        for s, p in zip(serial, parallel, strict=True):
-            np.testing.assert_allclose(p, s, rtol=1e-12, atol=1e-12)
-
-
 def reference_ce(z, labels, w=None):
     """The loss's own labels path (kernels off)."""
     accel.kernels.set_enabled(False)
