@@ -9,6 +9,14 @@ build and of its serial build (the kernels pick one by size: below
 ``--repeats`` blocks, the variants timed in turn within each block so that
 load on the machine touches all alike. Also: the cost of one parallel launch
 (an empty kernel) under the threading layer in use.
+
+Then the fused pairs at the shapes of the training benchmark's rows (batch
+32/128/512 x width 32/256/512/1024; column-major below 512 rows, as a Linear
+produces them): the Linear's bias with the activation after it, forward and
+backward (the reference: ``z += b``, the module's forward and backward, and
+``dL/db`` by the Linear's product with a vector of ones), and softmax
+cross-entropy, loss and gradient, on ``(batch, 10)`` logits (the reference:
+the loss's own labels path).
 """
 
 from __future__ import annotations
@@ -24,10 +32,17 @@ from typing import Any
 import numpy as np
 from numba import prange
 
-from deltanet.accel.kernels import batch_norm, compiled, dropout
+import deltanet as dn
+from deltanet.accel.kernels import activation, batch_norm, compiled, dropout, softmax_ce
 from deltanet.modules.dropout import keep_mask, keep_threshold
+from deltanet.parameter import Parameter
 
 SHAPES = [((128, 1024), "F"), ((128, 256), "F"), ((32, 64), "F"), ((1024, 1024), "C")]
+#: The training benchmark's batches and widths; a Linear's output is column-major below 512 rows.
+PAIR_BATCHES = (32, 128, 512)
+PAIR_WIDTHS = (32, 256, 512, 1024)
+#: Activations timed at every shape; the others (tanh, sigmoid) at one, (128, 512), enough to show they lose.
+PAIR_EVERYWHERE = ("relu", "leaky_relu")
 
 
 def _launch(x):                                                                  # pragma: no cover - compiled
@@ -130,6 +145,87 @@ def batch_norm_rows(x: Any, g: Any) -> dict[str, Callable[[], Any]] | None:
             "kernel serial": run(batch_norm._forward_serial, batch_norm._backward_serial)}
 
 
+def bias_activation_rows(z: Any, g: Any, name: str) -> dict[str, Callable[[], Any]]:
+    module = {"relu": dn.ReLU, "leaky_relu": dn.LeakyReLU, "tanh": dn.Tanh, "sigmoid": dn.Sigmoid}[name]()
+    alpha = getattr(module, "alpha", 0.0)
+    b = np.zeros(z.shape[1], z.dtype) + 0.1
+    bias = Parameter(b.copy(), decay=False)
+
+    def reference() -> Any:                   # Linear's + b, the module's forward and backward, Linear's db
+        x = z.copy(order="K")                 # (the product's new output, which the Linear adds b to)
+        x += b
+        module.forward(x, training=True)
+        delta = module.backward(g)
+        bias.zero_grad()
+        bias.accumulate_sum(delta)
+        return delta
+
+    def kernel() -> Any:                      # the moved bias: one pass each way
+        x = z.copy(order="K")
+        h = activation.forward(x, b, name, alpha)
+        delta, db = activation.backward(g, h, name, alpha)
+        bias.zero_grad()
+        bias.accumulate(db)
+        return delta
+
+    def copy_only() -> Any:                   # the copy both include, to subtract
+        return z.copy(order="K")
+
+    return {"numpy reference": reference, "kernel": kernel, "(the copy of z in both)": copy_only}
+
+
+def softmax_ce_rows(z: Any, labels: Any) -> dict[str, Callable[[], Any]]:
+    loss = dn.losses.SoftmaxCrossEntropy()
+    loss.check_targets = False                # as in a trainer's fit
+
+    def reference() -> Any:
+        return loss._from_labels(z, labels, None)
+
+    def kernel() -> Any:
+        return softmax_ce.loss_and_grad(z, labels)
+
+    return {"numpy reference": reference, "kernel": kernel}
+
+
+def pair_lines(repeats: int) -> list[str]:
+    lines = ["", "## Fused pairs at the training benchmark's shapes (microseconds per forward + backward)", "",
+             "| kernel | shape | order | variant | us | reference / variant |", "|---|---|---|---|---|---|"]
+    rng = np.random.default_rng(2)
+    for batch in PAIR_BATCHES:
+        order = "F" if batch < 512 else "C"
+        for width in PAIR_WIDTHS:
+            z = np.asarray(rng.standard_normal((batch, width)), dtype=np.float32, order=order)
+            g = np.asarray(rng.standard_normal((batch, width)), dtype=np.float32, order=order)
+            names = [n for n in activation.CODES if n in PAIR_EVERYWHERE or (batch, width) == (128, 512)]
+            for name in names:
+                times = per_call_us(bias_activation_rows(z, g, name), repeats)
+                ref = times["numpy reference"]
+                for variant, us in times.items():
+                    lines.append(f"| bias + {name} | {batch}x{width} | {order} | {variant} | {us:.1f} | {ref / us:.2f} |")
+        z = np.asarray(rng.standard_normal((batch, 10)) * 3, dtype=np.float32, order=order)
+        labels = rng.integers(0, 10, batch)
+        with _kernels_off():
+            times = per_call_us(softmax_ce_rows(z, labels), repeats)
+        ref = times["numpy reference"]
+        for variant, us in times.items():
+            lines.append(f"| softmax cross-entropy | {batch}x10 | {order} | {variant} | {us:.1f} | {ref / us:.2f} |")
+    return lines
+
+
+class _kernels_off:
+    """The loss's reference path (its kernel hook off) inside the block; the kernel rows call the kernel directly."""
+
+    def __enter__(self) -> None:
+        from deltanet.accel import kernels
+
+        kernels.set_enabled(False)
+
+    def __exit__(self, *exc: Any) -> None:
+        from deltanet.accel import kernels
+
+        kernels.set_enabled(None)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=7)
@@ -155,6 +251,7 @@ def main() -> int:
             ref = times["numpy reference"]
             for variant, us in times.items():
                 lines.append(f"| {name} | {shape[0]}x{shape[1]} | {order} | {variant} | {us:.1f} | {ref / us:.2f} |")
+    lines += pair_lines(args.repeats)
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy
 
-from . import backend
+from . import accel, backend
 from .modules.activations import softmax
 from .modules.base import check_finite
 
@@ -225,9 +225,21 @@ class SoftmaxCrossEntropy(Loss):
         10 classes is mostly per-row overhead); the label logits are
         picked by their index in memory, ``b C + label_b`` (row-major) or
         ``label_b n + b`` (column-major).
+
+        The compiled kernel of :mod:`deltanet.accel.kernels.softmax_ce` computes
+        the same sum and gradient in one call where it takes the logits (NumPy
+        arrays, with the fast path and its kernels on).
         """
         xp = backend.xp
         n = z.shape[0]
+        kernel = accel.kernel("softmax_cross_entropy", z)
+        if kernel is not None:
+            if sample_weight is None:
+                num, grad = kernel(z, labels)
+                return (num, float(n)), grad
+            w, total = self._weights(sample_weight, n, z.dtype)
+            num, grad = kernel(z, labels, w, total)
+            return (num, total), grad
         shifted = xp.subtract(z, z.max(axis=1, keepdims=True), order="K")   # z - m, m = max_j z_j
         row_major = shifted.flags.c_contiguous
         flat = shifted.reshape(-1) if row_major else shifted.T.reshape(-1)  # shifted in memory order (a view)

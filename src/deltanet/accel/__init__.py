@@ -20,11 +20,14 @@ holds what makes it fast; each module opens with its measured reason:
 - :func:`fused_step` (``Optimizer.__init__``), :func:`fast_path` (``Trainer.fit``),
   :func:`predict_chunks` (``deltanet.predict``), :func:`flat_grads` (``grad_norm`` and
   ``clip_grad_norm``), :func:`flat_buffers` (the data-parallel overlap's bucket plan),
-  :func:`kernel` (the modules' elementwise passes: ``Dropout``, ``BatchNorm``),
+  :func:`kernel` (the modules' elementwise passes: ``Dropout``, ``BatchNorm``,
+  the activations that hold a Linear's moved bias, ``SoftmaxCrossEntropy``'s labels path),
   and the re-exported :class:`FlatBuffer` / :func:`flatten`;
 - on the math side, plain attributes the fast path sets and restores:
   ``Parameter.sink`` (a :class:`~deltanet.parameter.GradientSink`),
-  ``Module.check_finite_input``, ``Linear.input_grad``, ``Loss.check_targets``.
+  ``Module.check_finite_input``, ``Linear.input_grad``, ``Loss.check_targets``, and for the fused
+  Linear + activation pairs ``Linear.adds_bias`` with ``Activation.bias``
+  (:func:`deltanet.accel.plan.bias_in_activations`).
 
 Switches (read once per process, at first use; :func:`set_fast_enabled` for tests):
 
@@ -103,7 +106,15 @@ def predict_chunks(model: Any, X: Any, batch_size: int, check_finite: bool) -> A
 
 #: The elementwise kernels a module may ask :func:`kernel` for: name -> (module of deltanet.accel.kernels, function).
 ELEMENTWISE = {"dropout": ("dropout", "dropout"), "batch_norm_forward": ("batch_norm", "forward"),
-               "batch_norm_backward": ("batch_norm", "backward")}
+               "batch_norm_backward": ("batch_norm", "backward"),
+               "bias_activation": ("activation", "forward"), "activation_backward_bias": ("activation", "backward"),
+               "softmax_cross_entropy": ("softmax_ce", "loss_and_grad")}
+
+#: The kernels whose gain is a count of NumPy calls rather than of passes over memory: they pay for small arrays
+#: too (a classifier's ``(batch, 10)`` logits, a small network's layers), so they run at every size -- once Numba is
+#: loaded in the process (:func:`deltanet.accel.kernels.numba_loaded`: a kernel on a large array, or a long
+#: fit, :class:`deltanet.accel.plan.FastPath`, loaded it), the import not being paid for them alone.
+PER_CALL = frozenset({"bias_activation", "activation_backward_bias", "softmax_cross_entropy"})
 
 
 #: Elementwise kernels run for arrays of at least this many elements: below it a pass saves microseconds, while
@@ -115,7 +126,8 @@ ELEMENTWISE_MIN_SIZE = 1 << 15
 def kernel(name: str, *arrays: Any) -> Any:
     """The hook of the modules' elementwise passes: the compiled kernel ``name`` (a key of :data:`ELEMENTWISE`)
     if it can take ``arrays``, else None -- fast path or kernels off, Numba absent, arrays smaller than
-    :data:`ELEMENTWISE_MIN_SIZE`, another array type, dtype or memory layout -- and the caller runs its NumPy
+    :data:`ELEMENTWISE_MIN_SIZE` (the :data:`PER_CALL` kernels: while Numba is not loaded), another array
+    type, dtype or memory layout -- and the caller runs its NumPy
     reference, which the kernel equals.
 
     NumPy arrays get the Numba kernel, CuPy arrays its CUDA counterpart of the same name
@@ -124,7 +136,8 @@ def kernel(name: str, *arrays: Any) -> Any:
     from . import kernels
 
     family = kernels.family(*arrays)
-    if family is None or (family == "numba" and arrays[0].size < ELEMENTWISE_MIN_SIZE):
+    if family is None or (family == "numba" and arrays[0].size < ELEMENTWISE_MIN_SIZE
+                          and not (name in PER_CALL and kernels.numba_loaded())):
         return None
     module_name, function = ELEMENTWISE[name]
     module = kernels.load(module_name, family)
@@ -133,5 +146,6 @@ def kernel(name: str, *arrays: Any) -> Any:
     return getattr(module, function, None)
 
 
-__all__ = ["ELEMENTWISE", "ELEMENTWISE_MIN_SIZE", "FlatBuffer", "fast_enabled", "fast_path", "flat_buffers", "flat_grads", "flatten", "fused_step", "kernel",
+__all__ = ["ELEMENTWISE", "ELEMENTWISE_MIN_SIZE", "PER_CALL", "FlatBuffer", "fast_enabled", "fast_path", "flat_buffers", "flat_grads", "flatten",
+           "fused_step", "kernel",
            "predict_chunks", "set_fast_enabled"]

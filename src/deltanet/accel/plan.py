@@ -10,8 +10,22 @@ measured in ``benchmarks/results/measurements.md``). Each decision below
 names what would read the skipped result and keeps it whenever something does.
 
 The math side exposes plain attributes for this (``Linear.input_grad``,
-``Module.check_finite_input``, ``Loss.check_targets``), set here for the
-duration of a block and put back on exit by :func:`overriding`.
+``Module.check_finite_input``, ``Loss.check_targets``, ``Linear.adds_bias``
+with ``Activation.bias``), set here for the duration of a block and put back
+on exit by :func:`overriding`.
+
+**Work fused across two modules.** A Linear's bias addition belongs to the
+Linear and the pass that maps ``z`` to the activation; the two become one
+compiled pass each way only for a fit, by this plan's decision
+(:func:`bias_in_activations`): the Linear leaves ``+ b`` and ``dL/db`` out, the
+ReLU (or LeakyReLU) after it adds ``b`` in its forward and forms ``dL/db``
+with its derivative. Each module's code still reads as its own formulas; the
+pair's kernels (:mod:`deltanet.accel.kernels.activation`) are tested equal to
+them, and without a kernel for the arrays (CuPy, another dtype) the moved
+bias runs the same formulas in NumPy. tanh and sigmoid keep their bias in the
+Linear: their kernels lose (``benchmarks/results/kernels.md``). The per-call
+kernels (these and the softmax cross-entropy) run for small arrays only once
+Numba is loaded; a fit of :data:`PER_CALL_MIN_BATCHES` batches or more loads it.
 
 **In the trainer's history.** What the batches may skip where nothing reads it is
 decided once per ``fit`` by :class:`deltanet.accel.plan.FastPath` (off
@@ -101,6 +115,64 @@ def targets_prechecked(loss: Any) -> Any:
     return overriding([loss], "check_targets", False)
 
 
+#: The activations a Linear's bias moves into (:func:`bias_in_activations`), by ``Activation.kernel_name``: those
+#: whose compiled forward beats NumPy's. tanh and sigmoid have kernels too, but lose in the forward: the C
+#: library's ``tanh`` and ``exp`` run one value at a time where NumPy's are vectorized
+#: (``benchmarks/results/kernels.md``).
+BIAS_MOVES_INTO = ("relu", "leaky_relu")
+
+#: A fit of at least this many batches (epochs x batches per epoch) loads Numba for the kernels of
+#: :data:`deltanet.accel.PER_CALL` if nothing else has (the optimizers' kernel loads it from 65,536 parameters
+#: on): importing Numba and loading these kernels from the disk cache take ~0.7 s, and they save 1-7 us of the
+#: ~100 us of a 64-32-10 network's batch of 32, at least 100,000 batches to repay it
+#: (``benchmarks/results/kernels_train.md``).
+PER_CALL_MIN_BATCHES = 100_000
+
+
+def bias_pairs(model: Module) -> list[tuple[Linear, Any]]:
+    """The ``(Linear, activation)`` pairs of ``model`` whose bias may move into the activation: a ``Linear`` with a
+    bias of a dtype the compiled kernels take, directly followed in a ``Sequential`` by an activation named in
+    :data:`BIAS_MOVES_INTO`, each of the two appearing once in the model (a shared module is left alone)."""
+    from ..modules.activations import Activation
+    from ..modules.containers import Sequential
+    from . import kernels
+
+    counts: dict[int, int] = {}
+    for m in model.modules():
+        counts[id(m)] = counts.get(id(m), 0) + 1
+    pairs = []
+    for m in model.modules():
+        if type(m) is not Sequential:
+            continue
+        children = m.children()
+        for a, b in zip(children, children[1:], strict=False):
+            if (type(a) is Linear and a.bias is not None and isinstance(b, Activation)
+                    and b.kernel_name in BIAS_MOVES_INTO and counts[id(a)] == counts[id(b)] == 1
+                    and kernels.family(a.bias.value) == "numba"):
+                pairs.append((a, b))
+    return pairs
+
+
+@contextmanager
+def bias_in_activations(model: Module, pairs: list[tuple[Linear, Any]] | None = None) -> Iterator[None]:
+    """Within the block, each pair of :func:`bias_pairs` (or of ``pairs``) adds the Linear's bias in the
+    activation's pass.
+
+    The Linear computes ``z = x W^T`` and the activation ``h = sigma(z + b)``; its
+    backward forms ``delta = dL/dh * sigma'`` and ``dL/db = sum_n delta`` together
+    (``Linear.adds_bias`` False, ``Activation.bias`` the Linear's bias): one
+    compiled pass each way instead of two or three NumPy passes and a product
+    (:mod:`deltanet.accel.kernels.activation`). The same numbers to float
+    rounding; prediction (``Linear.affine``) is unchanged.
+    """
+    pairs = bias_pairs(model) if pairs is None else pairs
+    with ExitStack() as stack:
+        stack.enter_context(overriding([lin for lin, _ in pairs], "adds_bias", False))
+        for lin, act in pairs:
+            stack.enter_context(overriding([act], "bias", lin.bias))
+        yield
+
+
 class FastPath:
     """The fast-path decisions for one ``Trainer.fit``.
 
@@ -154,9 +226,26 @@ class FastPath:
                 folding.disarm(engine)
                 stack.enter_context(overriding([engine], "auto_fold", False))
             stack.enter_context(without_input_gradient(t.model))
+            if self.load_per_call_kernels():    # else the pairs' kernels would not run at a small network's sizes
+                stack.enter_context(bias_in_activations(t.model))
             stack.enter_context(input_prechecked(t.model))
             stack.enter_context(targets_prechecked(t.loss))
             yield
+
+    def load_per_call_kernels(self) -> bool:
+        """Load Numba for the :data:`~deltanet.accel.PER_CALL` kernels when the optimizer's own kernel will load it
+        (at its first step) or this fit runs at least :data:`PER_CALL_MIN_BATCHES` batches (see there); True if
+        Numba is loaded."""
+        from . import kernels
+
+        t = self.trainer
+        engine = getattr(t.optimizer, "engine", None)
+        if engine is not None and not kernels.numba_loaded():
+            engine.compiled_kernel()          # loads the optimizer's kernel, and Numba, where its step will
+        n = (getattr(t, "final_epoch", 0) - getattr(t, "epoch", 0)) * getattr(t, "n_batches", 0)
+        if not kernels.numba_loaded() and n >= PER_CALL_MIN_BATCHES and kernels.enabled():
+            kernels.load("softmax_ce")
+        return kernels.numba_loaded()
 
     def zero_grad(self) -> None:
         """Zero the gradients (through the optimizer's flat parameter list when it holds the model's)."""
@@ -171,4 +260,5 @@ class FastPath:
                 and getattr(self.trainer, "distributed", None) is None and self.trainer.optimizer.fold_gradients())
 
 
-__all__ = ["FastPath", "input_prechecked", "overriding", "targets_prechecked", "without_input_gradient"]
+__all__ = ["BIAS_MOVES_INTO", "PER_CALL_MIN_BATCHES", "FastPath", "bias_in_activations", "bias_pairs",
+           "input_prechecked", "overriding", "targets_prechecked", "without_input_gradient"]

@@ -1,8 +1,17 @@
 """Elementwise activations and softmax, with derivatives from the forward's own output.
 
-Each activation keeps what its derivative needs -- the output ``h`` where the
-derivative is a function of it (sigmoid, tanh, ReLU, softmax), a sign mask
-otherwise -- so backward never recomputes the forward pass.
+Each activation keeps what its derivative needs -- the output ``h``, of which
+the derivative is a function (sigmoid, tanh, ReLU, LeakyReLU, softmax) -- so
+backward never recomputes the forward pass.
+
+**The Linear's bias, moved here (a fused pair).** For a trainer's fit the fast
+path may move the bias of the ``Linear`` layer just before an elementwise
+activation into the activation (:func:`deltanet.accel.plan.bias_in_activations`;
+:attr:`Activation.bias` is then that bias and the Linear's ``adds_bias`` is
+False): the pair computes the same ``h = sigma(z + b)`` and ``dL/db = sum_n
+delta``, ``delta = dL/dh * sigma'``, with the compiled one-pass kernels of
+:mod:`deltanet.accel.kernels.activation` where they take the arrays, else with
+the plain formulas below.
 """
 
 from __future__ import annotations
@@ -11,7 +20,8 @@ from typing import Any
 
 import numpy
 
-from .. import backend
+from .. import accel, backend
+from ..parameter import Parameter
 from .base import Module
 
 
@@ -38,6 +48,43 @@ class Activation(Module):
     #: ``apply(z, out=None) -> sigma(z)``, which keeps nothing for backward; their ``forward``
     #: uses it too. :func:`deltanet.predict` applies them in place on a layer's output.
     apply: Any = None
+    #: The bias of the Linear layer just before, while the fast path has moved it here (see the module's
+    #: docstring; a hook, like ``Linear.input_grad``): ``forward`` maps ``z + b`` and ``backward`` also adds dL/db = sum_n delta to its gradient. None: the
+    #: plain map. Only subclasses with a :attr:`kernel_name` take it.
+    bias: Parameter | None = None
+    #: This map's name in the bias + activation kernels (:data:`deltanet.accel.kernels.activation.CODES`), and
+    #: its slope for LeakyReLU; None: it has no kernel and takes no moved bias.
+    kernel_name: str | None = None
+    kernel_alpha: float = 0.0
+
+    def _activate(self, x: Any) -> Any:
+        """sigma(x) by :meth:`apply`; sigma(x + b), in place, while the Linear's bias is moved here."""
+        x = _as_float_array(self, x)
+        if self.bias is None:
+            return self.apply(x)
+        kernel = accel.kernel("bias_activation", x)
+        if kernel is not None:
+            return kernel(x, self.bias.value, self.kernel_name, self.kernel_alpha)   # a new array: see its out
+        x += self.bias.value                  # z + b: the Linear's own line, moved here
+        return self.apply(x, out=x)
+
+    def _delta(self, grad_out: Any, h: Any) -> Any:
+        """dL/dz from dL/dh and the cached output h (the subclasses with :attr:`kernel_name`)."""
+        raise NotImplementedError
+
+    def backward(self, grad_out: Any) -> Any:
+        h = self._cached()
+        self._check_grad(grad_out, h)
+        if self.bias is None:
+            return self._delta(grad_out, h)
+        kernel = accel.kernel("activation_backward_bias", grad_out, h)
+        if kernel is not None:
+            delta, db = kernel(grad_out, h, self.kernel_name, self.kernel_alpha)
+            self.bias.accumulate(db)
+            return delta
+        delta = self._delta(grad_out, h)
+        self.bias.accumulate_sum(delta.reshape(-1, delta.shape[-1]))   # db = sum over the batch of delta
+        return delta
 
     def _cached(self) -> Any:
         if self._h is None:
@@ -74,16 +121,16 @@ class Sigmoid(Activation):
     vanishing-gradient problem.
     """
 
+    kernel_name = "sigmoid"
+
     def forward(self, x: Any, training: bool = False) -> Any:
-        self._h = self.apply(_as_float_array(self, x))
+        self._h = self._activate(x)
         return self._h
 
     def apply(self, z: Any, out: Any = None) -> Any:
         return sigmoid(z, out=out)
 
-    def backward(self, grad_out: Any) -> Any:
-        h = self._cached()
-        self._check_grad(grad_out, h)
+    def _delta(self, grad_out: Any, h: Any) -> Any:
         g = grad_out * h
         g *= 1.0 - h                          # sigma' = sigma (1 - sigma)
         return g
@@ -97,16 +144,16 @@ class Tanh(Activation):
     Backward: dL/dz = dL/dh * (1 - h^2), from the cached output h.
     """
 
+    kernel_name = "tanh"
+
     def forward(self, x: Any, training: bool = False) -> Any:
-        self._h = self.apply(_as_float_array(self, x))
+        self._h = self._activate(x)
         return self._h
 
     def apply(self, z: Any, out: Any = None) -> Any:
         return backend.xp.tanh(z, out=out)
 
-    def backward(self, grad_out: Any) -> Any:
-        h = self._cached()
-        self._check_grad(grad_out, h)
+    def _delta(self, grad_out: Any, h: Any) -> Any:
         d = h * h
         backend.xp.subtract(1.0, d, out=d)    # tanh' = 1 - tanh^2
         return grad_out * d
@@ -123,16 +170,16 @@ class ReLU(Activation):
     (:meth:`dead_fraction` measures it).
     """
 
+    kernel_name = "relu"
+
     def forward(self, x: Any, training: bool = False) -> Any:
-        self._h = self.apply(_as_float_array(self, x))
+        self._h = self._activate(x)
         return self._h
 
     def apply(self, z: Any, out: Any = None) -> Any:
         return backend.xp.maximum(z, 0, out=out)
 
-    def backward(self, grad_out: Any) -> Any:
-        h = self._cached()
-        self._check_grad(grad_out, h)
+    def _delta(self, grad_out: Any, h: Any) -> Any:
         return backend.xp.multiply(grad_out, h > 0)   # one product with the 0/1 mask (a where() is ~10x slower)
 
     def dead_fraction(self) -> float:
@@ -150,38 +197,40 @@ class LeakyReLU(Activation):
     \qquad \frac{\partial h}{\partial z} = \begin{cases} 1 & z > 0 \\ \alpha & z \le 0 \end{cases}
     $$
 
-    Backward: dL/dz = dL/dh * (1 if z > 0 else alpha), from a mask of z > 0.
+    Backward: dL/dz = dL/dh * (1 if z > 0 else alpha), using h > 0 <=> z > 0
+    (as 0 <= alpha < 1) from the cached output.
     """
+
+    kernel_name = "leaky_relu"
 
     def __init__(self, alpha: float = 0.01) -> None:
         super().__init__()
         if not 0.0 <= float(alpha) < 1.0:
             raise ValueError(f"LeakyReLU: alpha must be in [0, 1), got {alpha}")
         self.alpha = float(alpha)
-        self._mask: Any = None
+
+    @property
+    def kernel_alpha(self) -> float:          # type: ignore[override]
+        return self.alpha
 
     def get_config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        x = _as_float_array(self, x)
-        self._mask = x > 0
-        self._h = self.apply(x)
+        self._h = self._activate(x)
         return self._h
 
     def apply(self, z: Any, out: Any = None) -> Any:
         return backend.xp.maximum(z, self.alpha * z, out=out)    # = z for z > 0, alpha z otherwise, as 0 <= alpha < 1
 
-    def backward(self, grad_out: Any) -> Any:
-        h = self._cached()
-        self._check_grad(grad_out, h)
-        slope = backend.xp.maximum(self._mask, self.alpha, dtype=grad_out.dtype)   # 1 where z > 0, else alpha
+    def _delta(self, grad_out: Any, h: Any) -> Any:
+        slope = backend.xp.maximum(h > 0, self.alpha, dtype=grad_out.dtype)   # 1 where z > 0, else alpha
         return grad_out * slope
 
     def dead_fraction(self) -> float:
         """Fraction of units (last axis) that were <= 0 for every sample of the last batch."""
-        self._cached()
-        return float(1.0 - self._mask.reshape(-1, self._mask.shape[-1]).any(axis=0).mean())
+        h = self._cached()
+        return float(1.0 - (h.reshape(-1, h.shape[-1]) > 0).any(axis=0).mean())
 
 
 class Softmax(Activation):

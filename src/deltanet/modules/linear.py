@@ -79,6 +79,11 @@ class Linear(Module):
     #: (``net[0].input_grad = False``; ``backward`` then returns None): nothing needs the gradient
     #: with respect to the data, and it costs as much as the layer's forward product.
     input_grad: bool = True
+    #: Whether ``forward`` adds the bias and ``backward`` forms dL/db. A hook: for a trainer's fit the fast path
+    #: may move both into the elementwise activation just after this layer (``Activation.bias``;
+    #: :func:`deltanet.accel.plan.bias_in_activations`), which adds ``b`` in the pass that maps ``z``.
+    #: :meth:`affine` (prediction) always adds it.
+    adds_bias: bool = True
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, init: Any = "he_normal",
                  rng: Any = None, dtype: Any = None) -> None:
@@ -113,15 +118,15 @@ class Linear(Module):
         else:
             x = self._as_input(x, self.in_features, dtype=self.dtype)
         self._x = x
-        return self.affine(x)
+        return self.affine(x, bias=self.adds_bias)
 
-    def affine(self, x: Any, out: Any = None) -> Any:
+    def affine(self, x: Any, out: Any = None, bias: bool = True) -> Any:
         """``z = x W^T + b`` for validated input ``x``, without keeping ``x`` for backward.
 
         With ``out`` (an array of shape ``(n, out_features)``, row- or
         column-major, as :func:`deltanet.predict` reuses from chunk to chunk)
         the product is written there; otherwise into a new array, laid out as
-        "Memory layout" says.
+        "Memory layout" says. ``bias=False`` leaves ``+ b`` out (see :attr:`adds_bias`).
         """
         w = self.weight.value
         if is_sparse(x):
@@ -133,7 +138,7 @@ class Linear(Module):
             z = (w @ x.T).T                  # z = (W X^T)^T: W h for every sample, column-major result
         else:
             z = backend.xp.matmul(x, w.T, out=out)   # z = W h, batch-first (row-major result)
-        if self.bias is not None:
+        if self.bias is not None and bias:
             z += self.bias.value             # + b
         return z
 
@@ -148,7 +153,7 @@ class Linear(Module):
         else:
             x2 = self._x.reshape(-1, self.in_features)
             self.weight.accumulate_matmul(delta.T, x2)     # dW = delta^T h_prev
-        if self.bias is not None:
+        if self.bias is not None and self.adds_bias:
             self.bias.accumulate_sum(delta)            # db = sum over the batch of delta
         if not self.input_grad:
             return None

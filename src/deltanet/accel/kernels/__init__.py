@@ -110,15 +110,25 @@ PACKAGES = {"numba": __name__, "cuda": f"{__name__}.cuda"}
 _LOADED: dict[tuple[str, str], Any] = {}
 
 
+def numba_loaded() -> bool:
+    """Whether a Numba kernel module has been loaded in this process (Numba imported; see :func:`load`)."""
+    return _NUMBA_LOADED
+
+
+_NUMBA_LOADED = False
+
+
 def load(name: str, family: str = "numba") -> Any:
     """The kernel module ``name`` of ``family``: ``deltanet.accel.kernels.<name>`` (Numba, imported at its first
     use) or ``deltanet.accel.kernels.cuda.<name>`` (CuPy, imported at its first call); None when that family has
     no module of that name (its callers then run the reference)."""
+    global _NUMBA_LOADED
     key = (name, family)
     if key not in _LOADED:
         path = f"{PACKAGES[family]}.{name}"
         _LOADED[key] = importlib.import_module(path) if importlib.util.find_spec(path) is not None else None
+        _NUMBA_LOADED = _NUMBA_LOADED or (family == "numba" and _LOADED[key] is not None)
     return _LOADED[key]
 
 
-__all__ = ["DTYPES", "PACKAGES", "cuda_enabled", "enabled", "family", "is_cupy_array", "load", "set_enabled", "takes"]
+__all__ = ["DTYPES", "PACKAGES", "cuda_enabled", "enabled", "family", "is_cupy_array", "load", "numba_loaded", "set_enabled", "takes"]
