@@ -110,6 +110,23 @@ def test_softmax_cross_entropy_equals_the_loss(dtype, shape, kind, weighted):
     np.testing.assert_allclose(with_kernel.backward(), grad_ref, **TOL[dtype])
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_softmax_cross_entropy_parallel_build_equals_the_loss(weighted):
+    """Logits of at least ``PARALLEL_MIN_SIZE`` elements take the parallel build (its sum in another order)."""
+    from deltanet.accel.kernels import compiled
+
+    rows = compiled.PARALLEL_MIN_SIZE // 10 + 3                    # just over the threshold, 10 classes
+    rng = np.random.default_rng(5)
+    z = (rng.standard_normal((rows, 10)) * 4).astype(np.float32)
+    labels = rng.integers(0, 10, rows)
+    w = (rng.random(rows) + 0.1).astype(np.float32) if weighted else None
+    value, grad_ref = reference_ce(z, labels, w)
+    total = rows if w is None else float(w.sum())
+    num, grad = S.loss_and_grad(z, labels, w, None if w is None else total)
+    np.testing.assert_allclose(num / total, value, rtol=1e-5)     # float32 rows summed in float64 in another order
+    np.testing.assert_allclose(grad, grad_ref, **TOL[np.float32])
+
+
 def test_softmax_cross_entropy_non_finite_logits_still_raise():
     z = np.zeros((4, 3))
     z[1, 2] = np.inf
