@@ -104,34 +104,21 @@ class Sequential(Module):
 
     def backward(self, grad_out: Any) -> Any:
         hook = self.after_child_backward
-        if hook is not None:
-            return self._backward_hooked(grad_out, hook)
-        if not self._has_shared:
+        if hook is None and not self._has_shared:      # the common case: the bare chain rule
             for _, m in reversed(self._children):
                 grad_out = m.backward(grad_out)
                 if grad_out is None:         # a layer that computes no input gradient: nothing below needs one
                     return None
             return grad_out
-        if self._saved is None:
-            raise self._missing_forward()
-        for (_, m), saved in zip(reversed(self._children), reversed(self._saved), strict=True):
-            for s, state in saved or ():
-                s.__dict__.update(state)     # this use's forward state (shared module)
-            grad_out = m.backward(grad_out)
-            if grad_out is None:
-                return None
-        return grad_out
-
-    def _backward_hooked(self, grad_out: Any, hook: Callable[[int], None]) -> Any:
-        """:meth:`backward` with ``hook(i)`` after child ``i``'s backward."""
         if self._has_shared and self._saved is None:
             raise self._missing_forward()
-        saved_states = reversed(self._saved) if self._has_shared else [None] * len(self._children)
-        for i, saved in zip(range(len(self._children) - 1, -1, -1), saved_states, strict=True):
-            for s, state in saved or ():
+        saved = self._saved if self._has_shared else [None] * len(self._children)
+        for i in range(len(self._children) - 1, -1, -1):
+            for s, state in saved[i] or ():
                 s.__dict__.update(state)     # this use's forward state (shared module)
             grad_out = self._children[i][1].backward(grad_out)
-            hook(i)
+            if hook is not None:
+                hook(i)                      # child i's backward returned (see "Backward hook")
             if grad_out is None:
                 return None
         return grad_out
