@@ -243,3 +243,32 @@ def test_a_trainer_fit_gives_the_numbers_of_the_plain_path():
         weights.append([p.value.copy() for p in net.parameters()])
     for a, b in zip(*weights, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("batches_needed, moved_in_fit", [(10**9, False), (10, True)])
+def test_a_long_fit_loads_numba_for_the_per_call_kernels(batches_needed, moved_in_fit, monkeypatch):
+    """A small network's fit (an optimizer below its kernel's size) moves the biases only when it runs at least
+    PER_CALL_MIN_BATCHES batches, or Numba is loaded already."""
+    if not accel.kernels.set_enabled(True):
+        pytest.skip("Numba is not installed: no compiled kernels")
+    monkeypatch.setattr(accel.kernels, "_NUMBA_LOADED", False)      # as in a process that loaded no kernel yet
+    monkeypatch.setattr(accel.kernels, "_LOADED", {})
+    monkeypatch.setattr(plan, "PER_CALL_MIN_BATCHES", batches_needed)
+    monkeypatch.setattr(accel, "ELEMENTWISE_MIN_SIZE", 1 << 15)      # the default (this file lowers it)
+    net = network(dn.ReLU, np.float64)
+    seen = []
+
+    class Probe(dn.training.Callback):
+        def on_batch_end(self, trainer, batch, loss):
+            seen.append(net[1].bias is not None)
+
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((64, 6)), rng.integers(0, 3, 64)
+    try:
+        dn.Trainer(net, optimizer="sgd", lr=0.1, batch_size=16, epochs=3, seed=0, callbacks=[Probe()],
+                   progress=False).fit(X, y)                       # 12 batches
+    finally:
+        accel.kernels.set_enabled(None)
+    assert seen and all(s is moved_in_fit for s in seen)
+    assert accel.kernels.numba_loaded() is moved_in_fit
+    assert net[1].bias is None                                       # put back after the fit

@@ -242,7 +242,7 @@ class FastPath:
         engine = getattr(t.optimizer, "engine", None)
         if engine is not None and not kernels.numba_loaded():
             engine.compiled_kernel()          # loads the optimizer's kernel, and Numba, where its step will
-        n = (getattr(t, "final_epoch", 0) - getattr(t, "epoch", 0)) * getattr(t, "n_batches", 0)
+        n = (t.final_epoch - t.epoch) * t.n_batches                  # the batches this fit will run
         if not kernels.numba_loaded() and n >= PER_CALL_MIN_BATCHES and kernels.enabled():
             kernels.load("softmax_ce")
         return kernels.numba_loaded()
