@@ -5,8 +5,8 @@ The reference adds the bias to the product ``z = x W^T`` in one pass (``z += b``
 maps it in a second (``h = sigma(z)``, a new array) and, backward, forms
 ``delta = g * sigma'(h)`` in one or two passes (ReLU: the mask ``h > 0``, then the
 product) before the Linear sums it over the batch for ``dL/db`` (a product with a
-vector of ones). Here the forward reads ``z`` once and writes ``h`` over it, and
-the backward reads ``g`` and ``h`` once, writes ``delta`` and forms ``dL/db`` from
+vector of ones). Here the forward reads ``z`` once and writes ``h`` (a new array: see
+:func:`forward`), and the backward reads ``g`` and ``h`` once, writes ``delta`` and forms ``dL/db`` from
 the values in registers (measured: ``benchmarks/results/kernels.md``).
 
 Forward, ``z`` of shape ``(n, d)``, ``b`` of shape ``(d,)``:
@@ -126,20 +126,15 @@ def _backward_features_serial(gt, ht, dt, db, code, alpha):                     
         _backward_feature(j, gt, ht, dt, db, code, alpha)
 
 
-@compiled.inline
-def _backward_block(lo, hi, g, h, d, acc, code, alpha):                            # pragma: no cover - compiled
-    for i in range(g.shape[0]):
-        for j in range(lo, hi):
-            v = _delta(g[i, j], h[i, j], code, alpha)
-            d[i, j] = v
-            acc[j] += v
-
-
 @compiled.reduce_serial
 def _backward_rows_serial(g, h, d, db, code, alpha):                               # pragma: no cover - compiled
     cols = g.shape[1]
-    acc = np.zeros(cols)
-    _backward_block(0, cols, g, h, d, acc, code, alpha)
+    acc = np.zeros(cols)                            # the column sums, in float64
+    for i in range(g.shape[0]):
+        for j in range(cols):
+            v = _delta(g[i, j], h[i, j], code, alpha)
+            d[i, j] = v
+            acc[j] += v
     for j in range(cols):
         db[j] = acc[j]
 
