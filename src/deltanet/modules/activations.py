@@ -57,6 +57,11 @@ class Activation(Module):
     kernel_name: str | None = None
     kernel_alpha: float = 0.0
 
+    def forward(self, x: Any, training: bool = False) -> Any:
+        """h = sigma(x) (sigma(x + b) while a Linear's bias is moved here), kept for :meth:`backward`."""
+        self._h = self._activate(x)
+        return self._h
+
     def _activate(self, x: Any) -> Any:
         """sigma(x) by :meth:`apply`; sigma(x + b), in place, while the Linear's bias is moved here."""
         x = _as_float_array(self, x)
@@ -123,10 +128,6 @@ class Sigmoid(Activation):
 
     kernel_name = "sigmoid"
 
-    def forward(self, x: Any, training: bool = False) -> Any:
-        self._h = self._activate(x)
-        return self._h
-
     def apply(self, z: Any, out: Any = None) -> Any:
         return sigmoid(z, out=out)
 
@@ -145,10 +146,6 @@ class Tanh(Activation):
     """
 
     kernel_name = "tanh"
-
-    def forward(self, x: Any, training: bool = False) -> Any:
-        self._h = self._activate(x)
-        return self._h
 
     def apply(self, z: Any, out: Any = None) -> Any:
         return backend.xp.tanh(z, out=out)
@@ -171,10 +168,6 @@ class ReLU(Activation):
     """
 
     kernel_name = "relu"
-
-    def forward(self, x: Any, training: bool = False) -> Any:
-        self._h = self._activate(x)
-        return self._h
 
     def apply(self, z: Any, out: Any = None) -> Any:
         return backend.xp.maximum(z, 0, out=out)
@@ -215,10 +208,6 @@ class LeakyReLU(Activation):
 
     def get_config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
-
-    def forward(self, x: Any, training: bool = False) -> Any:
-        self._h = self._activate(x)
-        return self._h
 
     def apply(self, z: Any, out: Any = None) -> Any:
         return backend.xp.maximum(z, self.alpha * z, out=out)    # = z for z > 0, alpha z otherwise, as 0 <= alpha < 1
